@@ -1,0 +1,8 @@
+"""Read-only data devices: a host directory, an in-memory mapping (and, in an
+image, the baked tree, which is a directory too)."""
+
+from .directory import DirectoryData
+from .memory import MemoryData
+from .keys import normalise_key
+
+__all__ = ["DirectoryData", "MemoryData", "normalise_key"]

@@ -1,0 +1,279 @@
+"""A byte stream over an asyncio transport, with the runtime's bounds built in.
+
+Not asyncio's StreamReader/StreamWriter: those buffer without a read bound, have
+no idle or write timeouts and cost an extra layer per read.  Here one protocol
+object holds the received chunks and at most one waiting reader; reading pauses
+the transport above ``READ_HIGH_WATER`` so a fast sender cannot fill memory, and
+``send`` waits (bounded) while the transport's write buffer is above the
+listener's high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, BinaryIO, cast
+
+from ..devices import Address, Limits, TLSConfig, TLSInfo
+from .tls import client_context, server_context, server_end_point
+
+__all__ = ["TransportStream", "READ_HIGH_WATER"]
+
+#: received-but-unread bytes before we stop reading from the socket; 256 KiB is
+#: the same order as Linux's default TCP receive window.
+READ_HIGH_WATER = 256 * 1024
+
+#: bytes per chunk when sendfile falls back to read-and-write
+_SENDFILE_CHUNK = 256 * 1024
+
+
+class TransportStream(asyncio.Protocol):
+    """Both the asyncio protocol and the ``Stream`` device handed to handlers."""
+
+    def __init__(
+        self, limits: Limits, peer: Address | None = None, local: Address | None = None, *, client: bool = False
+    ) -> None:
+        self._limits = limits
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._eof = False
+        self._draining = False
+        self._lost: BaseException | None = None
+        self._closed = False
+        self._reader: asyncio.Future[None] | None = None
+        self._writer: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._peer = peer
+        self._local = local
+        self._tls: TLSInfo | None = None
+        self._made = self._loop.create_future()
+
+    # ------------------------------------------------------------ asyncio side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self._limits.write_high_water)
+        if self._peer is None:
+            peer = transport.get_extra_info("peername")
+            self._peer = Address.of(peer) if isinstance(peer, tuple) else Address("", 0)
+        if self._local is None:
+            sock = transport.get_extra_info("sockname")
+            self._local = Address.of(sock) if isinstance(sock, tuple) else Address("", 0)
+        self._tls = _tls_info(transport)
+        if not self._made.done():
+            self._made.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH_WATER and not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake_reader()
+        # Returning a false value closes the transport (asyncio's rule); we have
+        # nothing to write after the peer's FIN in any protocol we serve.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._closed = True
+        self._lost = exc
+        self._wake_reader()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.set_result(None)
+        if not self._made.done():
+            self._made.set_exception(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.set_result(None)
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    # ------------------------------------------------------------ runtime side
+
+    def begin_drain(self) -> None:
+        """The runtime is stopping: an idle reader sees end-of-stream."""
+        self._draining = True
+        self._wake_reader()
+
+    async def wait_made(self) -> None:
+        await self._made
+
+    # ------------------------------------------------------------ Stream device
+
+    @property
+    def peer(self) -> Address:
+        return self._peer or Address("", 0)
+
+    @property
+    def local(self) -> Address:
+        return self._local or Address("", 0)
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self._tls
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
+        if not self._chunks:
+            if self._eof or self._draining:
+                return b""
+            await self._wait_readable(self._limits.idle_timeout if timeout is None else timeout)
+            if not self._chunks:
+                return b""
+        chunks = self._chunks
+        if len(chunks) == 1 and len(chunks[0]) <= max_bytes:
+            data = chunks[0]
+            chunks.clear()
+        else:
+            joined = b"".join(chunks)
+            data = joined[:max_bytes]
+            rest = joined[max_bytes:]
+            chunks.clear()
+            if rest:
+                chunks.append(rest)
+        self._buffered -= len(data)
+        if self._read_paused and self._buffered <= READ_HIGH_WATER // 2 and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def _wait_readable(self, timeout: float) -> None:
+        reader = self._loop.create_future()
+        self._reader = reader
+        timer = self._loop.call_later(timeout, _expire, reader)
+        try:
+            await reader
+        finally:
+            timer.cancel()
+            self._reader = None
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        transport = self._transport
+        if self._closed or transport is None or transport.is_closing():
+            raise ConnectionResetError("stream is closed")
+        transport.write(data)
+        if self._write_paused:
+            await self._wait_writable()
+
+    async def _wait_writable(self) -> None:
+        while self._write_paused and not self._closed:
+            writer = self._loop.create_future()
+            self._writer = writer
+            timer = self._loop.call_later(self._limits.write_timeout, _expire, writer)
+            try:
+                await writer
+            finally:
+                timer.cancel()
+                self._writer = None
+        if self._closed:
+            raise ConnectionResetError("peer went away while we were sending")
+
+    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
+        transport = self._transport
+        if self._closed or transport is None:
+            raise ConnectionResetError("stream is closed")
+        if self._tls is None:
+            try:
+                await self._loop.sendfile(transport, file, offset, count, fallback=False)
+                return
+            except (NotImplementedError, asyncio.SendfileNotAvailableError, AttributeError):
+                pass
+        file.seek(offset)
+        remaining = count
+        while remaining > 0:
+            chunk = file.read(min(_SENDFILE_CHUNK, remaining))
+            if not chunk:
+                raise EOFError(f"file ended {remaining} bytes early")
+            remaining -= len(chunk)
+            await self.send(chunk)
+
+    async def start_tls(self, tls: TLSConfig) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            raise ConnectionResetError("stream is closed")
+        if self._chunks:
+            # RFC 6120 §5.4.3.3 and RFC 3207 §4: nothing may follow the STARTTLS
+            # request in the clear; data that did is an attack, not a handshake.
+            raise ConnectionError("cleartext data received before the TLS handshake")
+        if self._client:
+            context = client_context(tls)
+            hostname = tls.server_hostname or self.peer.host
+        else:
+            context, hostname = server_context(tls), None
+        new = await self._loop.start_tls(
+            transport,
+            self,
+            context,
+            server_side=not self._client,
+            server_hostname=hostname,
+            ssl_handshake_timeout=self._limits.handshake_timeout,
+        )
+        if new is None:
+            raise ConnectionResetError("connection closed during the TLS handshake")
+        self._transport = new
+        new.set_write_buffer_limits(high=self._limits.write_high_water)
+        self._tls = _tls_info(new)
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._wake_reader()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("timed out"))
+
+
+def _tls_info(transport: asyncio.BaseTransport) -> TLSInfo | None:
+    obj: Any = transport.get_extra_info("ssl_object")
+    if obj is None or not isinstance(obj, (ssl.SSLObject, ssl.SSLSocket)):
+        return None
+    cipher = obj.cipher()
+    # A client can compute the server's RFC 5929 end-point binding from the
+    # certificate it was shown; the server side computes its own from the
+    # certificate it holds (``tls.server_end_point``).
+    peer_cert = None if obj.server_side else obj.getpeercert(binary_form=True)
+    return TLSInfo(
+        version=obj.version() or "",
+        cipher=cipher[0] if cipher else "",
+        alpn=obj.selected_alpn_protocol(),
+        server_end_point=server_end_point(peer_cert) if peer_cert else None,
+    )

@@ -1,0 +1,396 @@
+"""Running an appliance: options, loop, devices, signals, graceful stop, workers.
+
+Exit codes, for supervisors (systemd ``RestartPreventExitStatus=2 3``,
+Kubernetes restart policies):
+
+    0  stopped as asked (signal, console ``stop``, or the appliance finished)
+    1  the appliance or the runtime failed while running (traceback logged)
+    2  bad command line, environment or config file (one line on stderr)
+    3  a device could not be opened at start (one line per problem)
+
+Signals: SIGTERM and SIGINT stop gracefully (stop accepting, drain in-flight
+work for ``--drain-timeout``, then close); a second one cancels at once.
+SIGHUP reloads: data directories are re-read, then the appliance's reload hooks
+run, one reload at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from .appliance import Appliance, Context
+from .ambient import SystemClock, SystemRandom
+from .devices import Log
+from .errors import ConfigError, StartupError
+from .kv import DirectoryData
+from .lifecycle import Lifecycle
+from .log import LogSink, parse_level, capture_stdlib_logging
+from .metrics import Registry, serve_metrics
+from .options import Options, parse_options
+from .targets.base import Devices
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_STARTUP",
+    "configure",
+    "help_text",
+    "main",
+    "reload",
+    "run",
+    "run_process",
+    "serve_appliance",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+#: after the drain timeout, how much longer the runtime waits before cancelling
+_STOP_GRACE = 5.0
+#: worker restarts allowed per minute before the supervisor gives up
+_MAX_RESTARTS_PER_MINUTE = 5
+
+
+def main(appliance: Appliance, argv: Sequence[str] | None = None) -> None:
+    """``python -m appliances.NAME``: run and exit with the run's status."""
+    sys.exit(run(appliance, sys.argv[1:] if argv is None else argv, os.environ))
+
+
+def configure(
+    appliance: Appliance,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    kernel_cmdline: str | None = None,
+) -> Options:
+    options = parse_options(appliance.name, appliance.all_options(), argv, environ, kernel_cmdline)
+    if options.help:
+        return options
+    levels = _parse_log_levels(options.get("log_level"))
+    del levels
+    if options.get("workers") > 1:
+        if not appliance.workers:
+            raise ConfigError(f"--workers: {appliance.name} runs as a single process", option="workers")
+        if any(addr.port == 0 for addr in options.get("listen") if "listen" in options.declared):
+            raise ConfigError("--workers > 1 needs fixed ports: port 0 would differ per worker", option="workers")
+    return options
+
+
+def run(
+    appliance: Appliance,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    kernel_cmdline: str | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    err = stderr or sys.stderr
+    try:
+        options = configure(appliance, argv, environ, kernel_cmdline)
+    except ConfigError as exc:
+        print(f"{appliance.name}: {exc}", file=err)
+        return EXIT_CONFIG
+    if options.help:
+        print(help_text(appliance, options), file=sys.stdout)
+        return EXIT_OK
+    if options.get("version"):
+        print(f"{appliance.name} {appliance.version}", file=sys.stdout)
+        return EXIT_OK
+    workers = options.get("workers")
+    if workers > 1:
+        return _supervise(appliance, options, workers, err)
+    return run_process(appliance, options, err)
+
+
+def run_process(appliance: Appliance, options: Options, err: TextIO, *, worker: int | None = None) -> int:
+    """One process: pick the loop, open the host devices, serve until stopped."""
+    from .targets.host import open_host_devices
+
+    sink = LogSink(err, format=options.get("log_format"))
+    for component, level in _parse_log_levels(options.get("log_level")):
+        sink.set_level(component, level)
+    log = sink.logger(appliance.name)
+    loop_factory = _loop_factory(options.get("loop"), log)
+
+    async def start() -> int:
+        lifecycle = Lifecycle()
+        try:
+            devices = await open_host_devices(
+                appliance, options, lifecycle=lifecycle, log=log, reuse_port=worker is not None
+            )
+        except StartupError as exc:
+            for problem in exc.problems:
+                print(f"{appliance.name}: {problem}", file=err)
+            return EXIT_STARTUP
+        extras: dict[str, Any] = {"worker": worker, "log_sink": sink}
+        return await serve_appliance(appliance, options, devices, lifecycle, log, sink=sink, extras=extras)
+
+    bridge = capture_stdlib_logging(sink)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(start())
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        bridge.close()
+
+
+def _loop_factory(choice: str, log: Log) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if choice != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("uvloop is not installed; using the asyncio event loop (pip install uvloop)")
+        return None
+    return uvloop.new_event_loop
+
+
+async def serve_appliance(
+    appliance: Appliance,
+    options: Options,
+    devices: Devices,
+    lifecycle: Lifecycle,
+    log: Log,
+    *,
+    sink: LogSink | None = None,
+    metrics: Registry | None = None,
+    clock: Any = None,
+    random: Any = None,
+    extras: dict[str, Any] | None = None,
+    signals: bool = True,
+    on_context: Callable[[Context], None] | None = None,
+) -> int:
+    """Run ``appliance.main`` with ``devices`` until it finishes or is stopped.
+
+    Owns every runtime task in one TaskGroup; closes the devices at the end.
+    """
+    registry = metrics or Registry()
+    ctx = Context(
+        appliance,
+        options,
+        lifecycle=lifecycle,
+        log=log,
+        metrics=registry,
+        clock=clock or SystemClock(),
+        random=random or SystemRandom(),
+        net=devices.net,
+        store=devices.store,
+        data=devices.data,
+        extras=dict(extras or {}, devices=devices, started=time.time()),
+    )
+    if on_context is not None:
+        on_context(ctx)
+    loop = asyncio.get_running_loop()
+    reloads: asyncio.Queue[asyncio.Future[list[str]] | None] = asyncio.Queue()
+    ctx.extras["reload"] = lambda: _queue_reload(reloads)
+    status = EXIT_OK
+    main_task: asyncio.Task[None] | None = None
+    stop_signals = 0
+
+    def on_stop_signal(signame: str) -> None:
+        nonlocal stop_signals
+        stop_signals += 1
+        if stop_signals == 1:
+            log.info("stopping", signal=signame, drain_timeout=options.get("drain_timeout"))
+            lifecycle.request_stop()
+        elif main_task is not None:
+            log.warning("second stop signal, cancelling now", signal=signame)
+            main_task.cancel()
+
+    installed: list[int] = []
+    if signals:
+        for signum, handler in (
+            (signal.SIGTERM, lambda: on_stop_signal("SIGTERM")),
+            (signal.SIGINT, lambda: on_stop_signal("SIGINT")),
+            (signal.SIGHUP, lambda: _queue_reload(reloads)),
+        ):
+            try:
+                loop.add_signal_handler(signum, handler)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            main_task = group.create_task(appliance.main(ctx), name=f"{appliance.name}.main")
+            helpers = [
+                group.create_task(_reloader(ctx, reloads, log)),
+                group.create_task(_backstop(lifecycle, main_task, options.get("drain_timeout"), log)),
+            ]
+            metrics_at = options.get("metrics_listen") if "metrics_listen" in options.declared else None
+            if metrics_at is not None and devices.net is not None:
+                listener = await devices.net.listen_tcp(metrics_at)
+                log.info("metrics", listen=str(listener.address))
+                helpers.append(group.create_task(serve_metrics(listener, registry)))
+            await asyncio.wait([main_task])
+            lifecycle.request_stop()
+            for helper in helpers:
+                helper.cancel()
+    except* Exception as group_error:
+        for exc in group_error.exceptions:
+            log.exception("appliance failed", exc)
+        status = EXIT_FAILURE
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await devices.aclose()
+    if status == EXIT_OK:
+        log.info("stopped")
+    return status
+
+
+def _queue_reload(queue: asyncio.Queue[asyncio.Future[list[str]] | None]) -> asyncio.Future[list[str]]:
+    done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+    queue.put_nowait(done)
+    return done
+
+
+async def _reloader(ctx: Context, queue: asyncio.Queue[asyncio.Future[list[str]] | None], log: Log) -> None:
+    while True:
+        done = await queue.get()
+        problems = await reload(ctx)
+        if done is not None and not done.done():
+            done.set_result(problems)
+
+
+async def reload(ctx: Context) -> list[str]:
+    """Re-read data directories, then run the appliance's hooks.  Returns one
+    line per problem (also logged); an empty list means the reload took."""
+    log = ctx.log
+    problems: list[str] = []
+    devices: Devices | None = ctx.extras.get("devices")
+    if devices is not None:
+        for name, data in devices.data.items():
+            if isinstance(data, DirectoryData):
+                try:
+                    data.refresh()
+                except OSError as exc:
+                    problems.append(f"data {name!r}: {exc}")
+    for hook in ctx.reload_hooks:
+        try:
+            result = hook()
+            if isinstance(result, Awaitable):
+                await result
+        except Exception as exc:
+            log.exception("reload hook failed", exc)
+            problems.append(f"{type(exc).__name__}: {exc}")
+    if problems:
+        log.warning("reload finished with problems", problems=len(problems))
+    else:
+        log.info("reloaded")
+    return problems
+
+
+async def _backstop(lifecycle: Lifecycle, main_task: asyncio.Task[None], drain: float, log: Log) -> None:
+    await lifecycle.wait_stopping()
+    await asyncio.wait([main_task], timeout=drain + _STOP_GRACE)
+    if not main_task.done():
+        log.warning("appliance did not stop within the drain timeout; cancelling", drain_timeout=drain)
+        main_task.cancel()
+
+
+def _parse_log_levels(text: str) -> list[tuple[str, str]]:
+    """``info`` or ``dns.zone=debug,warning`` -> [(component, level)] ("" = root)."""
+    result: list[tuple[str, str]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        component, eq, level = part.rpartition("=")
+        try:
+            result.append((component if eq else "", parse_level(level)))
+        except ValueError as exc:
+            raise ConfigError(f"--log-level: bad value {part!r}: {exc}", option="log_level") from None
+    return result
+
+
+def help_text(appliance: Appliance, options: Options) -> str:
+    lines = [f"{appliance.name} {appliance.version}: {appliance.summary}", "",
+             f"usage: python -m appliances.{appliance.name} [OPTIONS]", "", "options (value now, and its source):"]
+    for option in options.declared.values():
+        metavar = "" if option.kind.name == "true/false" else f" {option.metavar or option.kind.name.upper()}"
+        setting = options.settings[option.name]
+        lines.append(f"  {option.flag}{metavar}")
+        lines.append(f"      {option.help}")
+        env = option.env_name(appliance.name)
+        lines.append(f"      = {option.show(setting.value)}   [{setting.source}; env {env}]")
+    lines.append("")
+    lines.append("exit status: 0 stopped, 1 failed, 2 bad configuration, 3 a device could not be opened")
+    return "\n".join(lines)
+
+
+def _supervise(appliance: Appliance, options: Options, workers: int, err: TextIO) -> int:
+    """Fork ``workers`` processes sharing the listeners (SO_REUSEPORT), pass
+    SIGTERM/SIGINT/SIGHUP on, restart a crashed worker (at most five a minute)."""
+    children: dict[int, int] = {}
+    stopping = False
+    restarts: list[float] = []
+    status = EXIT_OK
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            code = EXIT_FAILURE
+            try:
+                code = run_process(appliance, options, err, worker=index)
+            finally:
+                err.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        for index in range(workers):
+            spawn(index)
+        while children:
+            try:
+                pid, wait_status = os.wait()
+            except ChildProcessError:
+                break
+            index = children.pop(pid)
+            code = os.waitstatus_to_exitcode(wait_status)
+            if stopping:
+                status = max(status, code if code > 0 else 0)
+                continue
+            if code in (EXIT_OK, EXIT_CONFIG, EXIT_STARTUP):
+                # A worker that stopped on purpose or cannot start: stop them all.
+                status = max(status, code)
+                stopping = True
+                forward(signal.SIGTERM, None)
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60.0] + [now]
+            if len(restarts) > _MAX_RESTARTS_PER_MINUTE:
+                print(f"{appliance.name}: workers keep failing; stopping", file=err)
+                status = EXIT_FAILURE
+                stopping = True
+                forward(signal.SIGTERM, None)
+                continue
+            print(f"{appliance.name}: worker {index} exited with status {code}; restarting", file=err)
+            spawn(index)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return status
+

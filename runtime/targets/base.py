@@ -1,0 +1,60 @@
+"""What every target shares: the opened devices and where data comes from."""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..appliance import Appliance
+from ..devices import Address, Data, Net, Store
+from ..options import Options
+
+__all__ = ["Devices", "data_dirs"]
+
+
+@dataclass
+class Devices:
+    net: Net | None = None
+    store: Store | None = None
+    data: dict[str, Data] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def bound(self) -> list[tuple[str, Address]]:
+        """("tcp" | "udp", address) for every endpoint bound so far."""
+        return list(getattr(self.net, "bound", []))
+
+    async def aclose(self) -> None:
+        while self.closers:
+            await self.closers.pop()()
+
+
+def data_dirs(appliance: Appliance, options: Options) -> tuple[dict[str, str], list[str]]:
+    """Directory per declared data device, and one problem line per bad setting.
+
+    Order of precedence: ``--data NAME=DIR`` < the spec's own option (``--root``)
+    < nothing given, which means the embedded default in the package.
+    """
+    problems: list[str] = []
+    chosen: dict[str, str] = {}
+    specs = {spec.name: spec for spec in appliance.data}
+    for entry in options.get("data") if "data" in options.declared else []:
+        name, eq, directory = entry.partition("=")
+        if not eq or not directory:
+            problems.append(f"--data: expected NAME=DIR, got {entry!r}")
+        elif name not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            problems.append(f"--data: {appliance.name} has no data device {name!r} (it has: {known})")
+        else:
+            chosen[name] = directory
+    for spec in appliance.data:
+        if spec.option and options.get(spec.option):
+            chosen[spec.name] = options.get(spec.option)
+        elif spec.name not in chosen and spec.default:
+            embedded = importlib.resources.files(appliance.package).joinpath(spec.default)
+            chosen[spec.name] = str(embedded)
+        if spec.name not in chosen:
+            how = f"--{spec.option.replace('_', '-')} DIR" if spec.option else f"--data {spec.name}=DIR"
+            problems.append(f"data {spec.name!r} ({spec.help}): no directory given (use {how})")
+    return chosen, problems

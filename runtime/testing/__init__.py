@@ -1,0 +1,1 @@
+"""Test support: fakes, harnesses and the device conformance suites."""

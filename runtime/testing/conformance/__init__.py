@@ -1,0 +1,1 @@
+"""Conformance suites: one base class of pytest tests per device Protocol."""
