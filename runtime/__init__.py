@@ -13,6 +13,7 @@ from .devices import (
     Clock,
     Data,
     DataEntry,
+    DataFile,
     DatagramEndpoint,
     Limits,
     Log,
@@ -27,7 +28,8 @@ from .devices import (
     format_address,
 )
 from .errors import ConfigError, DeviceError, StartupError
-from .options import ADDRESS, BOOL, DURATION, FLOAT, INT, PATH, SIZE, STR, Kind, Option, Options, choice
+from .net.certs import make_self_signed
+from .options import ADDRESS, BOOL, DURATION, FILE, FLOAT, INT, PATH, SIZE, STR, Kind, Option, Options, choice
 from .run import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, main, run
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "DURATION",
     "Data",
     "DataEntry",
+    "DataFile",
     "DataSpec",
     "DatagramEndpoint",
     "DeviceError",
@@ -48,6 +51,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_STARTUP",
+    "FILE",
     "FLOAT",
     "INT",
     "Kind",
@@ -73,6 +77,7 @@ __all__ = [
     "discover",
     "format_address",
     "load",
+    "make_self_signed",
     "main",
     "run",
 ]

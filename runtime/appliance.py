@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .devices import Clock, Data, Log, Metrics, Net, Random, Store
+from .devices import Address, Clock, Data, DataFile, Log, Metrics, Net, Random, Store
 from .errors import DeviceError
 from .lifecycle import Lifecycle
 from .options import ADDRESS, BOOL, DURATION, INT, PATH, STR, Option, Options, choice
@@ -106,7 +106,8 @@ def common_options(appliance: Appliance) -> list[Option]:
         Option("version", BOOL, False, "print the version and exit"),
     ]
     if appliance.listen or NET in appliance.devices:
-        options.insert(0, Option("listen", ADDRESS, list(appliance.listen), "address to serve on (repeatable)",
+        default = [Address.parse(text) for text in appliance.listen]
+        options.insert(0, Option("listen", ADDRESS, default, "address to serve on (repeatable)",
                                  repeat=True, metavar="ADDR:PORT"))
     return options
 
@@ -164,6 +165,15 @@ class Context:
             return self._data[name]
         except KeyError:
             raise DeviceError(f"appliance {self.appliance.name!r} did not declare data device {name!r}") from None
+
+    def data_files(self, option: str) -> list[DataFile]:
+        """The files named by a FILE option (``--zone FILE``), each as its data
+        device and key."""
+        devices = self.extras.get("devices")
+        files = getattr(devices, "files", {})
+        if option not in files:
+            raise DeviceError(f"appliance {self.appliance.name!r} has no file option {option!r}")
+        return list(files[option])
 
     def replace_data(self, name: str, data: Data) -> None:
         """Swap a data device (the runtime does this on reload when the directory was re-read)."""

@@ -22,6 +22,7 @@ __all__ = [
     "Clock",
     "Data",
     "DataEntry",
+    "DataFile",
     "format_address",
     "ListenerStats",
     "DatagramHandler",
@@ -278,6 +279,15 @@ class DataEntry:
     mtime: float
     #: hex SHA-256 of the content
     sha256: str
+
+
+class DataFile(NamedTuple):
+    """A file named by an option (``--zone FILE``): its data device and key.
+    On the host the device is the file's directory, so relative references
+    (``$INCLUDE``) stay confined there."""
+
+    data: Data
+    key: str
 
 
 @runtime_checkable

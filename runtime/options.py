@@ -42,6 +42,7 @@ __all__ = [
     "SIZE",
     "STR",
     "ADDRESS",
+    "FILE",
     "PATH",
     "choice",
 ]
@@ -156,6 +157,8 @@ def _toml_str(raw: Any) -> str:
 
 STR = Kind("text", _parse_str, _toml_str)
 PATH = Kind("path", _parse_str, _toml_str)
+#: a single file read through the data device (on the host: confined to its directory)
+FILE = Kind("file", _parse_str, _toml_str)
 BOOL = Kind("true/false", _parse_bool, _toml_bool, show=lambda v: "true" if v else "false")
 INT = Kind("whole number", _parse_int, _toml_int)
 FLOAT = Kind("number", _parse_float, _toml_float)

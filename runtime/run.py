@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from .appliance import Appliance, Context
 from .ambient import SystemClock, SystemRandom
 from .devices import Log
-from .errors import ConfigError, StartupError
+from .errors import ConfigError, DeviceError, StartupError
 from .kv import DirectoryData
 from .lifecycle import Lifecycle
 from .log import LogSink, parse_level, capture_stdlib_logging
@@ -235,6 +235,12 @@ async def serve_appliance(
             lifecycle.request_stop()
             for helper in helpers:
                 helper.cancel()
+    except* DeviceError as device_error:
+        # A device the appliance asked for at run time (a port in use): the
+        # operator's to fix, so one line, no traceback.
+        for exc in device_error.exceptions:
+            log.error(str(exc))
+        status = EXIT_STARTUP
     except* Exception as group_error:
         for exc in group_error.exceptions:
             log.exception("appliance failed", exc)
@@ -269,12 +275,13 @@ async def reload(ctx: Context) -> list[str]:
     problems: list[str] = []
     devices: Devices | None = ctx.extras.get("devices")
     if devices is not None:
-        for name, data in devices.data.items():
+        mounted = list(devices.data.values()) + [f.data for files in devices.files.values() for f in files]
+        for data in {id(d): d for d in mounted}.values():
             if isinstance(data, DirectoryData):
                 try:
                     data.refresh()
                 except OSError as exc:
-                    problems.append(f"data {name!r}: {exc}")
+                    problems.append(f"data {data.name!r}: {exc}")
     for hook in ctx.reload_hooks:
         try:
             result = hook()

@@ -206,6 +206,7 @@ the memory target and on the host target, with the same code."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -230,13 +231,20 @@ def test_line_buffer_splits_and_bounds() -> None:
         lines.feed(b"x" * 17)
 
 
-async def _receive_line(stream) -> bytes:
-    data = b""
-    while not data.endswith(b"\\n"):
-        chunk = await stream.receive()
-        assert chunk, "connection closed early"
-        data += chunk
-    return data
+class Lines:
+    """Reads whole lines from a stream, keeping what arrives after them."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> bytes:
+        while b"\\n" not in self.buffer:
+            chunk = await asyncio.wait_for(self.stream.receive(), 10)
+            assert chunk, "connection closed early"
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\\n")
+        return line + b"\\n"
 
 
 @pytest.mark.parametrize("target", ["memory", "host"])
@@ -244,25 +252,32 @@ async def test_greets_and_counts(target: str, tmp_path) -> None:
     argv = ["--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)]
     async with start_appliance(APPLIANCE, argv, target=target) as app:
         stream = await app.connect_tcp()
+        lines = Lines(stream)
         await stream.send(b"hello ada\\nhello bob\\n")
-        assert await _receive_line(stream) == b"Hello, ada! (visit 1)\\n"
-        assert await _receive_line(stream) == b"Hello, bob! (visit 2)\\n"
+        assert await lines.next() == b"Hello, ada! (visit 1)\\n"
+        assert await lines.next() == b"Hello, bob! (visit 2)\\n"
         await stream.send(b"count\\n")
-        assert await _receive_line(stream) == b"2\\n"
+        assert await lines.next() == b"2\\n"
         await stream.send(b"nonsense\\n")
-        assert (await _receive_line(stream)).startswith(b"error:")
+        assert (await lines.next()).startswith(b"error:")
         await stream.aclose()
         assert await app.stop() == 0
+
+
+def _udp_exchange(host: str, port: int, request: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(request, (host, port))
+        return sock.recv(100)
 
 
 async def test_udp_count_on_host(tmp_path) -> None:
     argv = ["--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)]
     async with start_appliance(APPLIANCE, argv, target="host") as app:
         address = app.address("udp")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(5)
-            sock.sendto(b"count\\n", (address.host, address.port))
-            assert sock.recv(100) == b"0\\n"
+        # A real client in a thread: the appliance runs in this test's event loop.
+        reply = await asyncio.to_thread(_udp_exchange, address.host, address.port, b"count\\n")
+        assert reply == b"0\\n"
 '''
 
 

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 from ..devices import Address, DatagramEndpoint, Limits, Log, Stream, StreamListener, TLSConfig
+from ..errors import DeviceError
 from ..lifecycle import Lifecycle
 from .listener import StreamListenerImpl
 from .stream import TransportStream
@@ -46,12 +47,15 @@ class HostNet:
         self._log = log
         #: ("tcp" | "udp", address) of every endpoint bound, in order
         self.bound: list[tuple[str, Address]] = []
+        self._owned: list[StreamListener | DatagramEndpoint] = []
         self._reuse_port = reuse_port
 
     def _socket(self, address: Address, kind: socket.SocketKind) -> socket.socket:
-        infos = socket.getaddrinfo(address.host, address.port, type=kind, flags=socket.AI_PASSIVE)
-        if not infos:
-            raise OSError(f"cannot resolve {address}")
+        what = "listen on" if kind == socket.SOCK_STREAM else "bind UDP"
+        try:
+            infos = socket.getaddrinfo(address.host, address.port, type=kind, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            raise DeviceError(f"cannot {what} {address}: {exc.strerror or exc}") from None
         family, socktype, proto, _, sockaddr = infos[0]
         sock = socket.socket(family, socktype, proto)
         try:
@@ -64,6 +68,9 @@ class HostNet:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
             sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise DeviceError(f"cannot {what} {address}: {exc.strerror or exc}") from None
         except BaseException:
             sock.close()
             raise
@@ -77,19 +84,22 @@ class HostNet:
         sock.listen(_BACKLOG)
         source = SocketAcceptSource(sock)
         self.bound.append(("tcp", source.address))
-        return StreamListenerImpl(
+        listener = StreamListenerImpl(
             source,
             limits=limits or Limits(),
             lifecycle=self._lifecycle,
             log=self._log,
             tls=context,
         )
+        self._owned.append(listener)
+        return listener
 
     async def bind_udp(self, address: Address) -> DatagramEndpoint:
         sock = self._socket(address, socket.SOCK_DGRAM)
         endpoint = DatagramEndpointImpl(self._lifecycle, self._log)
         await asyncio.get_running_loop().create_datagram_endpoint(lambda: endpoint, sock=sock)
         self.bound.append(("udp", endpoint.address))
+        self._owned.append(endpoint)
         return endpoint
 
     async def connect_tcp(
@@ -107,3 +117,9 @@ class HostNet:
                 server_hostname=(tls.server_hostname or address.host) if tls is not None else None,
             )
         return stream
+
+    async def aclose(self) -> None:
+        """Close every listener and endpoint this device opened (at shutdown)."""
+        owned, self._owned = self._owned, []
+        for item in owned:
+            await item.aclose()

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from ..devices import Address, DatagramEndpoint, Limits, Log, Stream, StreamListener, TLSConfig
+from ..errors import DeviceError
 from ..lifecycle import Lifecycle
 from .listener import StreamListenerImpl
 from .stream import TransportStream
@@ -44,7 +45,7 @@ class MemoryNetwork:
             self._next_port += 1
         address = Address(host, port)
         if address in table:
-            raise OSError(98, f"address already in use: {address}")
+            raise DeviceError(f"cannot bind {address}: address already in use")
         return address
 
     def find(self, table: dict[Address, Any], address: Address) -> Any:
@@ -151,6 +152,7 @@ class MemoryNet:
         self._log = log
         #: ("tcp" | "udp", address) of every endpoint bound, in order
         self.bound: list[tuple[str, Address]] = []
+        self._owned: list[StreamListener | DatagramEndpoint] = []
         self._host = host
 
     @property
@@ -165,9 +167,11 @@ class MemoryNet:
         source = _QueueAcceptSource(self._network, bound)
         self._network.tcp[bound] = source
         self.bound.append(("tcp", bound))
-        return StreamListenerImpl(
+        listener = StreamListenerImpl(
             source, limits=limits or Limits(), lifecycle=self._lifecycle, log=self._log, tls=context
         )
+        self._owned.append(listener)
+        return listener
 
     async def bind_udp(self, address: Address) -> DatagramEndpoint:
         bound = self._network.allocate(address.host, address.port, self._network.udp)
@@ -176,6 +180,7 @@ class MemoryNet:
         self._network.udp[bound] = transport
         endpoint.connection_made(transport)
         self.bound.append(("udp", bound))
+        self._owned.append(endpoint)
         return endpoint
 
     async def connect_tcp(
@@ -206,3 +211,9 @@ class MemoryNet:
                     server_hostname=tls.server_hostname or address.host,
                 )
         return stream
+
+    async def aclose(self) -> None:
+        """Close every listener and endpoint this device opened (at shutdown)."""
+        owned, self._owned = self._owned, []
+        for item in owned:
+            await item.aclose()

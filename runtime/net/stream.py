@@ -11,6 +11,8 @@ listener's high-water mark.
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import ssl
 from typing import Any, BinaryIO, cast
 
@@ -25,6 +27,9 @@ READ_HIGH_WATER = 256 * 1024
 
 #: bytes per chunk when sendfile falls back to read-and-write
 _SENDFILE_CHUNK = 256 * 1024
+#: bytes per os.sendfile() call on the zero-copy path: the kernel sends what fits
+#: the socket buffer anyway; the bound only keeps one call from running long
+_SENDFILE_NATIVE_CHUNK = 4 * 1024 * 1024
 
 
 class TransportStream(asyncio.Protocol):
@@ -208,6 +213,8 @@ class TransportStream(asyncio.Protocol):
                 return
             except (NotImplementedError, asyncio.SendfileNotAvailableError, AttributeError):
                 pass
+            if await self._sendfile_native(transport, file, offset, count):
+                return
         file.seek(offset)
         remaining = count
         while remaining > 0:
@@ -216,6 +223,64 @@ class TransportStream(asyncio.Protocol):
                 raise EOFError(f"file ended {remaining} bytes early")
             remaining -= len(chunk)
             await self.send(chunk)
+
+    async def _sendfile_native(
+        self, transport: asyncio.Transport, file: BinaryIO, offset: int, count: int
+    ) -> bool:
+        """Zero-copy ``os.sendfile`` for plain TCP on loops without ``loop.sendfile``
+        (uvloop).  Returns False, having sent nothing, when it cannot be used.
+
+        Bytes already queued in the transport go first: we wait until its buffer
+        is empty, then write to (a duplicate of) its socket directly; a full
+        socket buffer is waited for with the write timeout, as ``send`` does."""
+        native = getattr(os, "sendfile", None)
+        sock = transport.get_extra_info("socket")
+        if native is None or sock is None:
+            return False
+        try:
+            in_fd = file.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return False
+        if transport.get_write_buffer_size():
+            # Pause at any queued byte and resume only once all are written.
+            transport.set_write_buffer_limits(high=0, low=0)
+            try:
+                await self._wait_writable()
+            finally:
+                transport.set_write_buffer_limits(high=self._limits.write_high_water)
+        # The transport owns its descriptor (the loop refuses a second watcher on
+        # it); a duplicate can be watched for writability on its own.
+        out_fd = os.dup(sock.fileno())
+        try:
+            while count > 0:
+                if self._closed or transport.is_closing():
+                    raise ConnectionResetError("peer went away while we were sending")
+                try:
+                    sent = native(out_fd, in_fd, offset, min(count, _SENDFILE_NATIVE_CHUNK))
+                except BlockingIOError:
+                    await self._wait_fd_writable(out_fd)
+                    continue
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    raise ConnectionResetError(f"peer went away while we were sending: {exc}") from None
+                if sent == 0:
+                    raise EOFError(f"file ended {count} bytes early")
+                offset += sent
+                count -= sent
+                if count:
+                    await asyncio.sleep(0)  # one large file must not hold the loop
+        finally:
+            os.close(out_fd)
+        return True
+
+    async def _wait_fd_writable(self, fd: int) -> None:
+        waiter = self._loop.create_future()
+        self._loop.add_writer(fd, _wake, waiter)
+        timer = self._loop.call_later(self._limits.write_timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._loop.remove_writer(fd)
 
     async def start_tls(self, tls: TLSConfig) -> None:
         transport = self._transport
@@ -255,6 +320,11 @@ class TransportStream(asyncio.Protocol):
 
     async def aclose(self) -> None:
         self.close()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _expire(future: asyncio.Future[None]) -> None:

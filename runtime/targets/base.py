@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..appliance import Appliance
-from ..devices import Address, Data, Net, Store
-from ..options import Options
+from ..devices import Address, Data, DataFile, Net, Store
+from ..options import FILE, Options
 
-__all__ = ["Devices", "data_dirs"]
+__all__ = ["Devices", "data_dirs", "file_values"]
 
 
 @dataclass
@@ -18,6 +18,8 @@ class Devices:
     net: Net | None = None
     store: Store | None = None
     data: dict[str, Data] = field(default_factory=dict)
+    #: files named by FILE options, per option name
+    files: dict[str, list[DataFile]] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -58,3 +60,13 @@ def data_dirs(appliance: Appliance, options: Options) -> tuple[dict[str, str], l
             how = f"--{spec.option.replace('_', '-')} DIR" if spec.option else f"--data {spec.name}=DIR"
             problems.append(f"data {spec.name!r} ({spec.help}): no directory given (use {how})")
     return chosen, problems
+
+
+def file_values(appliance: Appliance, options: Options) -> dict[str, list[str]]:
+    """The values of every FILE option, as lists (empty when unset)."""
+    found: dict[str, list[str]] = {}
+    for option in appliance.all_options():
+        if option.kind is FILE:
+            value = options.get(option.name)
+            found[option.name] = list(value) if option.repeat else ([value] if value else [])
+    return found

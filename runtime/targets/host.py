@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 from ..appliance import NET, STORE, Appliance
-from ..devices import Log
+from ..devices import DataFile, Log
 from ..errors import StartupError
 from ..kv import DirectoryData
 from ..lifecycle import Lifecycle
 from ..net.host import HostNet
 from ..options import Options
 from ..store import StoreError, open_sqlite_store
-from .base import Devices, data_dirs
+from .base import Devices, data_dirs, file_values
 
 __all__ = ["default_state_dir", "open_host_devices"]
 
@@ -41,8 +41,22 @@ async def open_host_devices(
         except (OSError, NotADirectoryError) as exc:
             problems.append(f"data {name!r}: cannot read directory {directory}: {exc.strerror or exc}")
 
+    directories: dict[str, DirectoryData] = {}
+    for option, paths in file_values(appliance, options).items():
+        devices.files[option] = []
+        for path in paths:
+            full = Path(path).resolve()
+            if not full.is_file():
+                problems.append(f"--{option.replace('_', '-')}: {path} is not a readable file")
+                continue
+            parent = str(full.parent)
+            if parent not in directories:
+                directories[parent] = DirectoryData(parent, name=f"{option}:{parent}")
+            devices.files[option].append(DataFile(directories[parent], full.name))
+
     if NET in appliance.devices:
-        devices.net = HostNet(lifecycle=lifecycle, log=log.child("net"), reuse_port=reuse_port)
+        devices.net = net = HostNet(lifecycle=lifecycle, log=log.child("net"), reuse_port=reuse_port)
+        devices.closers.append(net.aclose)
 
     if STORE in appliance.devices and not problems:
         state_dir = Path(options.get("state_dir") or default_state_dir(appliance.name))

@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from importlib.abc import Traversable
 
 from ..appliance import NET, STORE, Appliance
-from ..devices import Data, Log
+from ..devices import Data, DataFile, Log
 from ..errors import StartupError
 from ..kv import MemoryData
 from ..lifecycle import Lifecycle
 from ..net.memory import MemoryNet, MemoryNetwork
 from ..options import Options
 from ..store.memory import MemoryStore
-from .base import Devices
+from .base import Devices, file_values
 
 __all__ = ["open_memory_devices", "load_embedded"]
 
@@ -59,10 +59,22 @@ async def open_memory_devices(
             devices.data[spec.name] = source  # type: ignore[assignment]
         else:
             devices.data[spec.name] = MemoryData(source, name=spec.name)  # type: ignore[arg-type]
+    # FILE options name keys in a data device given under the option's name.
+    for option, keys in file_values(appliance, options).items():
+        source = given.pop(option, None)
+        if keys and source is None:
+            problems.append(f"--{option.replace('_', '-')}: no data given for the files it names")
+            continue
+        device = source if source is None or hasattr(source, "stat") else MemoryData(source, name=option)
+        devices.files[option] = [DataFile(device, key) for key in keys]  # type: ignore[arg-type]
+        for key in keys:
+            if device is not None and key not in device:
+                problems.append(f"--{option.replace('_', '-')}: no file {key!r}")
     for name in given:
         problems.append(f"data {name!r}: {appliance.name} declares no such data device")
     if NET in appliance.devices:
-        devices.net = MemoryNet(network, lifecycle=lifecycle, log=log.child("net"), host=host)
+        devices.net = net = MemoryNet(network, lifecycle=lifecycle, log=log.child("net"), host=host)
+        devices.closers.append(net.aclose)
     if STORE in appliance.devices:
         store = MemoryStore()
         devices.store = store
