@@ -1,9 +1,9 @@
 """``python -m runtime``: list, describe, scaffold and run appliances.
 
-    python -m runtime list
-    python -m runtime describe dns
-    python -m runtime new NAME [--dir DIR]
-    python -m runtime run NAME [OPTIONS...]
+python -m runtime list
+python -m runtime describe dns
+python -m runtime new NAME [--dir DIR]
+python -m runtime run NAME [OPTIONS...]
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ commands:
 
 
 def describe(appliance: Appliance) -> str:
-    lines = [f"{appliance.name} {appliance.version}", f"  {appliance.summary}", f"  package: {appliance.package}"]
-    devices = sorted(appliance.devices) + ["clock", "random", "log", "metrics"]
+    lines = [
+        f"{appliance.name} {appliance.version}",
+        f"  {appliance.summary}",
+        f"  package: {appliance.package}",
+    ]
+    devices = [*sorted(appliance.devices), "clock", "random", "log", "metrics"]
     lines.append("  devices: " + ", ".join(devices))
     for spec in appliance.data:
         where = f"--{spec.option.replace('_', '-')} DIR or " if spec.option else ""
@@ -38,7 +42,8 @@ def describe(appliance: Appliance) -> str:
     lines.append(f"  workers: {'yes (SO_REUSEPORT)' if appliance.workers else 'single process'}")
     lines.append("  options:")
     for option in appliance.all_options():
-        lines.append(f"    {option.flag:<22} {option.kind.name:<12} default {option.show(option.default):<18} {option.help}")
+        default = option.show(option.default)
+        lines.append(f"    {option.flag:<22} {option.kind.name:<12} default {default:<18} {option.help}")
     return "\n".join(lines)
 
 

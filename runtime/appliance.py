@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.metadata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,12 @@ from .lifecycle import Lifecycle
 from .options import ADDRESS, BOOL, DURATION, INT, PATH, STR, Option, Options, choice
 
 __all__ = [
-    "Appliance",
-    "Context",
-    "DataSpec",
     "ENTRY_POINT_GROUP",
     "NET",
     "STORE",
+    "Appliance",
+    "Context",
+    "DataSpec",
     "common_options",
     "discover",
     "load",
@@ -62,7 +62,7 @@ class DataSpec:
 class Appliance:
     name: str
     summary: str
-    main: Callable[[Context], Awaitable[None]]
+    main: Callable[[Context], Coroutine[Any, Any, None]]
     #: the Python package holding the appliance (for embedded data)
     package: str
     version: str = "0.1.0"
@@ -89,17 +89,29 @@ def common_options(appliance: Appliance) -> list[Option]:
     """The conventions every appliance shares, so operators can rely on them."""
     options = [
         Option("config", PATH, None, "TOML file with option values", metavar="FILE"),
-        Option("state_dir", PATH, None, "where the durable store lives (default: per-user data directory)",
-               metavar="DIR"),
-        Option("log_level", STR, "info",
-               "LEVEL or COMPONENT=LEVEL,... (debug, info, warning, error)", metavar="LEVEL"),
+        Option(
+            "state_dir",
+            PATH,
+            None,
+            "where the durable store lives (default: per-user data directory)",
+            metavar="DIR",
+        ),
+        Option(
+            "log_level",
+            STR,
+            "info",
+            "LEVEL or COMPONENT=LEVEL,... (debug, info, warning, error)",
+            metavar="LEVEL",
+        ),
         Option("log_format", choice("text", "json"), "text", "log line format"),
         Option("loop", choice("uvloop", "asyncio"), "uvloop", "event loop implementation"),
         Option("workers", INT, 1, "worker processes sharing the listeners", minimum=1, maximum=256),
         Option("drain_timeout", DURATION, 10.0, "on stop, how long in-flight work may take", minimum=0),
         Option("max_connections", INT, 1024, "stream connections per listener", minimum=1),
         Option("idle_timeout", DURATION, 60.0, "close a stream connection idle this long", minimum=0.001),
-        Option("metrics_listen", ADDRESS, None, "serve Prometheus metrics over HTTP here", metavar="ADDR:PORT"),
+        Option(
+            "metrics_listen", ADDRESS, None, "serve Prometheus metrics over HTTP here", metavar="ADDR:PORT"
+        ),
         Option("console_listen", ADDRESS, None, "SSH admin console address", metavar="ADDR:PORT"),
         Option("console_keys", PATH, None, "authorized_keys file for the console", metavar="FILE"),
         Option("data", STR, [], "data directory for a named data device", repeat=True, metavar="NAME=DIR"),
@@ -107,8 +119,17 @@ def common_options(appliance: Appliance) -> list[Option]:
     ]
     if appliance.listen or NET in appliance.devices:
         default = [Address.parse(text) for text in appliance.listen]
-        options.insert(0, Option("listen", ADDRESS, default, "address to serve on (repeatable)",
-                                 repeat=True, metavar="ADDR:PORT"))
+        options.insert(
+            0,
+            Option(
+                "listen",
+                ADDRESS,
+                default,
+                "address to serve on (repeatable)",
+                repeat=True,
+                metavar="ADDR:PORT",
+            ),
+        )
     return options
 
 
@@ -164,7 +185,9 @@ class Context:
         try:
             return self._data[name]
         except KeyError:
-            raise DeviceError(f"appliance {self.appliance.name!r} did not declare data device {name!r}") from None
+            raise DeviceError(
+                f"appliance {self.appliance.name!r} did not declare data device {name!r}"
+            ) from None
 
     def data_files(self, option: str) -> list[DataFile]:
         """The files named by a FILE option (``--zone FILE``), each as its data
@@ -222,7 +245,9 @@ def load(name: str) -> Appliance:
     try:
         module = importlib.import_module(f"appliances.{name}")
     except ImportError:
-        raise LookupError(f"no appliance named {name!r} (installed: {', '.join(sorted(found)) or 'none'})") from None
+        raise LookupError(
+            f"no appliance named {name!r} (installed: {', '.join(sorted(found)) or 'none'})"
+        ) from None
     appliance = getattr(module, "APPLIANCE", None)
     if not isinstance(appliance, Appliance):
         raise LookupError(f"appliances.{name} has no APPLIANCE declaration")
@@ -240,4 +265,3 @@ def discover() -> dict[str, Appliance]:
         if isinstance(value, Appliance):
             found[value.name] = value
     return found
-

@@ -23,11 +23,10 @@ __all__ = [
     "Data",
     "DataEntry",
     "DataFile",
-    "format_address",
-    "ListenerStats",
-    "DatagramHandler",
     "DatagramEndpoint",
+    "DatagramHandler",
     "Limits",
+    "ListenerStats",
     "Log",
     "Metrics",
     "Net",
@@ -38,6 +37,7 @@ __all__ = [
     "StreamListener",
     "TLSConfig",
     "TLSInfo",
+    "format_address",
 ]
 
 

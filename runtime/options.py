@@ -30,21 +30,21 @@ from .devices import Address
 from .errors import ConfigError
 
 __all__ = [
+    "ADDRESS",
+    "BOOL",
+    "DURATION",
+    "FILE",
+    "FLOAT",
+    "INT",
+    "PATH",
+    "SIZE",
+    "STR",
     "Kind",
     "Option",
     "Options",
     "Setting",
-    "parse_options",
-    "BOOL",
-    "DURATION",
-    "FLOAT",
-    "INT",
-    "SIZE",
-    "STR",
-    "ADDRESS",
-    "FILE",
-    "PATH",
     "choice",
+    "parse_options",
 ]
 
 
@@ -130,8 +130,19 @@ def _show_duration(value: float) -> str:
     return f"{value:g}s"
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
 
 
 def _parse_size(text: str) -> int:
@@ -286,9 +297,7 @@ def _convert(option: Option, raw: Any, source: str) -> Any:
             value = option.kind.convert(raw)
         option.validate(value)
     except ValueError as exc:
-        raise ConfigError(
-            f"{option.flag} ({source}): bad value {raw!r}: {exc}", option=option.name
-        ) from None
+        raise ConfigError(f"{option.flag} ({source}): bad value {raw!r}: {exc}", option=option.name) from None
     return value
 
 
@@ -309,7 +318,9 @@ def _read_config(path: str, declared: Mapping[str, Option]) -> dict[str, Any]:
     return found
 
 
-def _split_flags(args: Sequence[str], declared: Mapping[str, Option]) -> tuple[list[tuple[Option, Any]], bool]:
+def _split_flags(
+    args: Sequence[str], declared: Mapping[str, Option]
+) -> tuple[list[tuple[Option, Any]], bool]:
     by_flag = {opt.flag: opt for opt in declared.values()}
     out: list[tuple[Option, Any]] = []
     want_help = False
@@ -370,9 +381,13 @@ def parse_options(
             if option.name == "config":
                 config_path = raw
         if config_path:
-            settings["config"] = Setting(config_path, "flag" if any(o.name == "config" for o, _ in flags) else "env")
+            settings["config"] = Setting(
+                config_path, "flag" if any(o.name == "config" for o, _ in flags) else "env"
+            )
             for name, raw in _read_config(config_path, table).items():
-                settings[name] = Setting(_convert(table[name], raw, f"config {config_path}"), f"config {config_path}")
+                settings[name] = Setting(
+                    _convert(table[name], raw, f"config {config_path}"), f"config {config_path}"
+                )
 
     if kernel_cmdline:
         for word in kernel_cmdline.split():
@@ -384,7 +399,9 @@ def parse_options(
     for name, option in table.items():
         env_name = option.env_name(appliance)
         if env_name in environ and name != "config":
-            settings[name] = Setting(_convert(option, environ[env_name], f"env {env_name}"), f"env {env_name}")
+            settings[name] = Setting(
+                _convert(option, environ[env_name], f"env {env_name}"), f"env {env_name}"
+            )
 
     repeated: dict[str, list[Any]] = {}
     for option, raw in flags:

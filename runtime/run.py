@@ -24,13 +24,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from .appliance import Appliance, Context
 from .ambient import SystemClock, SystemRandom
+from .appliance import Appliance, Context
 from .devices import Log
 from .errors import ConfigError, DeviceError, StartupError
 from .kv import DirectoryData
 from .lifecycle import Lifecycle
-from .log import LogSink, parse_level, capture_stdlib_logging
+from .log import LogSink, capture_stdlib_logging, parse_level
 from .metrics import Registry, serve_metrics
 from .options import Options, parse_options
 from .targets.base import Devices
@@ -80,7 +80,9 @@ def configure(
         if not appliance.workers:
             raise ConfigError(f"--workers: {appliance.name} runs as a single process", option="workers")
         if any(addr.port == 0 for addr in options.get("listen") if "listen" in options.declared):
-            raise ConfigError("--workers > 1 needs fixed ports: port 0 would differ per worker", option="workers")
+            raise ConfigError(
+                "--workers > 1 needs fixed ports: port 0 would differ per worker", option="workers"
+            )
     return options
 
 
@@ -238,16 +240,16 @@ async def serve_appliance(
     except* DeviceError as device_error:
         # A device the appliance asked for at run time (a port in use): the
         # operator's to fix, so one line, no traceback.
-        for exc in device_error.exceptions:
-            log.error(str(exc))
+        for problem in device_error.exceptions:
+            log.error(str(problem))
         status = EXIT_STARTUP
     except* Exception as group_error:
         for exc in group_error.exceptions:
             log.exception("appliance failed", exc)
         status = EXIT_FAILURE
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        for installed_signal in installed:
+            loop.remove_signal_handler(installed_signal)
         await devices.aclose()
     if status == EXIT_OK:
         log.info("stopped")
@@ -321,8 +323,13 @@ def _parse_log_levels(text: str) -> list[tuple[str, str]]:
 
 
 def help_text(appliance: Appliance, options: Options) -> str:
-    lines = [f"{appliance.name} {appliance.version}: {appliance.summary}", "",
-             f"usage: python -m appliances.{appliance.name} [OPTIONS]", "", "options (value now, and its source):"]
+    lines = [
+        f"{appliance.name} {appliance.version}: {appliance.summary}",
+        "",
+        f"usage: python -m appliances.{appliance.name} [OPTIONS]",
+        "",
+        "options (value now, and its source):",
+    ]
     for option in options.declared.values():
         metavar = "" if option.kind.name == "true/false" else f" {option.metavar or option.kind.name.upper()}"
         setting = options.settings[option.name]
@@ -400,4 +407,3 @@ def _supervise(appliance: Appliance, options: Options, workers: int, err: TextIO
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return status
-

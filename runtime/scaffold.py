@@ -50,13 +50,13 @@ APPLIANCE = Appliance(
 __all__ = ["APPLIANCE"]
 '''
 
-_MAIN = '''\
+_MAIN = """\
 from runtime import main
 
 from . import APPLIANCE
 
 main(APPLIANCE)
-'''
+"""
 
 _CORE = '''\
 """The sans-IO core: lines in, replies out.  No sockets, no awaits, no clock."""

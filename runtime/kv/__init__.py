@@ -2,7 +2,7 @@
 image, the baked tree, which is a directory too)."""
 
 from .directory import DirectoryData
-from .memory import MemoryData
 from .keys import normalise_key
+from .memory import MemoryData
 
 __all__ = ["DirectoryData", "MemoryData", "normalise_key"]

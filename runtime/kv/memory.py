@@ -14,7 +14,9 @@ __all__ = ["MemoryData"]
 
 
 class MemoryData:
-    def __init__(self, files: Mapping[str, bytes] | None = None, *, name: str = "data", mtime: float = 0.0) -> None:
+    def __init__(
+        self, files: Mapping[str, bytes] | None = None, *, name: str = "data", mtime: float = 0.0
+    ) -> None:
         self._name = name
         self._files: dict[str, bytes] = {}
         self._entries: dict[str, DataEntry] = {}

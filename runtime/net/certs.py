@@ -15,7 +15,9 @@ from cryptography.x509.oid import NameOID
 __all__ = ["make_self_signed"]
 
 
-def make_self_signed(names: Sequence[str], *, days: int = 825, now: float | None = None) -> tuple[bytes, bytes]:
+def make_self_signed(
+    names: Sequence[str], *, days: int = 825, now: float | None = None
+) -> tuple[bytes, bytes]:
     """A P-256 key and a certificate for ``names`` (DNS names or IP literals),
     as (certificate PEM, key PEM).  825 days is the longest validity Apple
     platforms accept for TLS server certificates."""
@@ -23,7 +25,9 @@ def make_self_signed(names: Sequence[str], *, days: int = 825, now: float | None
         raise ValueError("a certificate needs at least one name")
     key = ec.generate_private_key(ec.SECP256R1())
     start = (
-        datetime.datetime.fromtimestamp(now, datetime.UTC) if now is not None else datetime.datetime.now(datetime.UTC)
+        datetime.datetime.fromtimestamp(now, datetime.UTC)
+        if now is not None
+        else datetime.datetime.now(datetime.UTC)
     ) - datetime.timedelta(minutes=5)
     alt: list[x509.GeneralName] = []
     for name in names:
@@ -42,9 +46,7 @@ def make_self_signed(names: Sequence[str], *, days: int = 825, now: float | None
         .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)

@@ -27,7 +27,7 @@ from ..devices import Address, Limits, ListenerStats, Log, StreamHandler
 from ..lifecycle import Lifecycle
 from .stream import TransportStream
 
-__all__ = ["AcceptSource", "StreamListenerImpl", "RESOURCE_ERRNOS"]
+__all__ = ["RESOURCE_ERRNOS", "AcceptSource", "StreamListenerImpl"]
 
 #: accept() errors that mean we ran out of something and should wait a little
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -150,7 +150,7 @@ class StreamListenerImpl:
                     ssl_handshake_timeout=self._limits.handshake_timeout if self._tls else None,
                 )
                 await stream.wait_made()
-            except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError) as exc:
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
                 self._rejected += 1
                 self._log.debug("connection setup failed", peer=str(peer) if peer else "", error=repr(exc))
                 sock.close()

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, cast
 from ..devices import Address, Limits, TLSConfig, TLSInfo
 from .tls import client_context, server_context, server_end_point
 
-__all__ = ["TransportStream", "READ_HIGH_WATER"]
+__all__ = ["READ_HIGH_WATER", "TransportStream"]
 
 #: received-but-unread bytes before we stop reading from the socket; 256 KiB is
 #: the same order as Linux's default TCP receive window.
@@ -36,19 +36,27 @@ class TransportStream(asyncio.Protocol):
     """Both the asyncio protocol and the ``Stream`` device handed to handlers."""
 
     def __init__(
-        self, limits: Limits, peer: Address | None = None, local: Address | None = None, *, client: bool = False
+        self,
+        limits: Limits,
+        peer: Address | None = None,
+        local: Address | None = None,
+        *,
+        client: bool = False,
     ) -> None:
         self._limits = limits
         self._client = client
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._chunks: list[bytes] = []
-        self._buffered = 0
+        #: received, not yet read; a bytearray only once chunks pile up
+        self._data: bytes | bytearray = b""
+        self._closing = False
         self._eof = False
         self._draining = False
         self._lost: BaseException | None = None
         self._closed = False
         self._reader: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._writer: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
@@ -75,9 +83,13 @@ class TransportStream(asyncio.Protocol):
             self._made.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > READ_HIGH_WATER and not self._read_paused and self._transport is not None:
+        if self._data:
+            if isinstance(self._data, bytes):
+                self._data = bytearray(self._data)
+            self._data += data
+        else:
+            self._data = data
+        if len(self._data) > READ_HIGH_WATER and not self._read_paused and self._transport is not None:
             self._read_paused = True
             self._transport.pause_reading()
         reader = self._reader
@@ -92,6 +104,9 @@ class TransportStream(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._eof = True
         self._closed = True
         self._lost = exc
@@ -149,42 +164,51 @@ class TransportStream(asyncio.Protocol):
         return self._transport
 
     async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
-        if not self._chunks:
+        if not self._data:
             if self._eof or self._draining:
                 return b""
             await self._wait_readable(self._limits.idle_timeout if timeout is None else timeout)
-            if not self._chunks:
+            if not self._data:
                 return b""
-        chunks = self._chunks
-        if len(chunks) == 1 and len(chunks[0]) <= max_bytes:
-            data = chunks[0]
-            chunks.clear()
+        data = self._data
+        if len(data) <= max_bytes:
+            self._data = b""
         else:
-            joined = b"".join(chunks)
-            data = joined[:max_bytes]
-            rest = joined[max_bytes:]
-            chunks.clear()
-            if rest:
-                chunks.append(rest)
-        self._buffered -= len(data)
-        if self._read_paused and self._buffered <= READ_HIGH_WATER // 2 and self._transport is not None:
+            self._data = data[max_bytes:]
+            data = data[:max_bytes]
+        if self._read_paused and len(self._data) <= READ_HIGH_WATER // 2 and self._transport is not None:
             self._read_paused = False
             self._transport.resume_reading()
-        return data
+        return data if isinstance(data, bytes) else bytes(data)
 
     async def _wait_readable(self, timeout: float) -> None:
-        reader = self._loop.create_future()
+        # One lazily re-armed timer per stream instead of a timer per read: a
+        # read only moves the deadline; the timer, when it fires early, re-arms
+        # itself for the deadline.  Busy connections then cost no timer at all.
+        loop = self._loop
+        reader = loop.create_future()
         self._reader = reader
-        timer = self._loop.call_later(timeout, _expire, reader)
+        self._deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
         try:
             await reader
         finally:
-            timer.cancel()
             self._reader = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        reader = self._reader
+        if reader is None or reader.done():
+            return
+        if self._loop.time() >= self._deadline:
+            reader.set_exception(TimeoutError("idle timeout"))
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         transport = self._transport
-        if self._closed or transport is None or transport.is_closing():
+        if self._closed or self._closing or transport is None:
             raise ConnectionResetError("stream is closed")
         transport.write(data)
         if self._write_paused:
@@ -286,7 +310,7 @@ class TransportStream(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed:
             raise ConnectionResetError("stream is closed")
-        if self._chunks:
+        if self._data:
             # RFC 6120 §5.4.3.3 and RFC 3207 §4: nothing may follow the STARTTLS
             # request in the clear; data that did is an attack, not a handshake.
             raise ConnectionError("cleartext data received before the TLS handshake")
@@ -310,6 +334,7 @@ class TransportStream(asyncio.Protocol):
         self._tls = _tls_info(new)
 
     def close(self) -> None:
+        self._closing = True
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self._wake_reader()

@@ -52,7 +52,9 @@ class DatagramEndpointImpl(asyncio.DatagramProtocol):
         except Exception as exc:
             self._errors += 1
             if self._errors % 1000 == 1:
-                self._log.exception("datagram handler crashed", exc, peer=str(Address.of(addr)), count=self._errors)
+                self._log.exception(
+                    "datagram handler crashed", exc, peer=str(Address.of(addr)), count=self._errors
+                )
             return
         if reply is not None:
             self._transport.sendto(reply, addr)

@@ -26,13 +26,9 @@ def default_state_dir(appliance: str) -> Path:
     return Path(base) / "appliances" / appliance
 
 
-async def open_host_devices(
-    appliance: Appliance, options: Options, *, lifecycle: Lifecycle, log: Log, reuse_port: bool = False
-) -> Devices:
-    """Open every declared device, or raise StartupError listing each problem."""
-    devices = Devices()
+def _open_data(appliance: Appliance, options: Options, devices: Devices) -> list[str]:
+    """Data directories and FILE options (start-up work: blocking is fine here)."""
     problems: list[str] = []
-
     dirs, dir_problems = data_dirs(appliance, options)
     problems.extend(dir_problems)
     for name, directory in dirs.items():
@@ -53,6 +49,15 @@ async def open_host_devices(
             if parent not in directories:
                 directories[parent] = DirectoryData(parent, name=f"{option}:{parent}")
             devices.files[option].append(DataFile(directories[parent], full.name))
+    return problems
+
+
+async def open_host_devices(
+    appliance: Appliance, options: Options, *, lifecycle: Lifecycle, log: Log, reuse_port: bool = False
+) -> Devices:
+    """Open every declared device, or raise StartupError listing each problem."""
+    devices = Devices()
+    problems = _open_data(appliance, options, devices)
 
     if NET in appliance.devices:
         devices.net = net = HostNet(lifecycle=lifecycle, log=log.child("net"), reuse_port=reuse_port)

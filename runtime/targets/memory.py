@@ -17,7 +17,7 @@ from ..options import Options
 from ..store.memory import MemoryStore
 from .base import Devices, file_values
 
-__all__ = ["open_memory_devices", "load_embedded"]
+__all__ = ["load_embedded", "open_memory_devices"]
 
 
 def load_embedded(package: str, directory: str, *, name: str) -> MemoryData:
@@ -34,6 +34,10 @@ def load_embedded(package: str, directory: str, *, name: str) -> MemoryData:
 
     walk(importlib.resources.files(package).joinpath(directory), "")
     return MemoryData(files, name=name)
+
+
+def _as_data(source: Data | Mapping[str, bytes], name: str) -> Data:
+    return source if isinstance(source, Data) else MemoryData(source, name=name)
 
 
 async def open_memory_devices(
@@ -55,21 +59,19 @@ async def open_memory_devices(
             source = load_embedded(appliance.package, spec.default, name=spec.name)
         if source is None:
             problems.append(f"data {spec.name!r} ({spec.help}): nothing given")
-        elif isinstance(source, MemoryData) or hasattr(source, "stat"):
-            devices.data[spec.name] = source  # type: ignore[assignment]
         else:
-            devices.data[spec.name] = MemoryData(source, name=spec.name)  # type: ignore[arg-type]
+            devices.data[spec.name] = _as_data(source, spec.name)
     # FILE options name keys in a data device given under the option's name.
     for option, keys in file_values(appliance, options).items():
         source = given.pop(option, None)
-        if keys and source is None:
+        if not keys:
+            continue
+        if source is None:
             problems.append(f"--{option.replace('_', '-')}: no data given for the files it names")
             continue
-        device = source if source is None or hasattr(source, "stat") else MemoryData(source, name=option)
-        devices.files[option] = [DataFile(device, key) for key in keys]  # type: ignore[arg-type]
-        for key in keys:
-            if device is not None and key not in device:
-                problems.append(f"--{option.replace('_', '-')}: no file {key!r}")
+        device = _as_data(source, option)
+        devices.files[option] = [DataFile(device, key) for key in keys]
+        problems.extend(f"--{option.replace('_', '-')}: no file {key!r}" for key in keys if key not in device)
     for name in given:
         problems.append(f"data {name!r}: {appliance.name} declares no such data device")
     if NET in appliance.devices:

@@ -31,8 +31,16 @@ READY_TIMEOUT = 30.0
 
 
 class RunningAppliance:
-    def __init__(self, ctx: Context, devices: Devices, task: asyncio.Task[int], client: Net,
-                 sink: LogSink, output: io.StringIO, network: MemoryNetwork | None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        devices: Devices,
+        task: asyncio.Task[int],
+        client: Net,
+        sink: LogSink,
+        output: io.StringIO,
+        network: MemoryNetwork | None,
+    ) -> None:
         self.ctx = ctx
         self.devices = devices
         self.task = task
@@ -100,8 +108,17 @@ async def start_appliance(
     contexts: list[Context] = []
     task = asyncio.ensure_future(
         serve_appliance(
-            appliance, options, devices, lifecycle, log, sink=sink, metrics=Registry(),
-            clock=clock, random=random, signals=False, on_context=contexts.append,
+            appliance,
+            options,
+            devices,
+            lifecycle,
+            log,
+            sink=sink,
+            metrics=Registry(),
+            clock=clock,
+            random=random,
+            signals=False,
+            on_context=contexts.append,
         )
     )
     try:

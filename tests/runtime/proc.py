@@ -22,13 +22,17 @@ BOUND = 30.0
 
 
 class AppProcess:
-    def __init__(self, args: list[str], *, script: Path = PROBE, env: dict[str, str] | None = None,
-                 preexec: Any = None) -> None:
+    def __init__(
+        self, args: list[str], *, script: Path = PROBE, env: dict[str, str] | None = None, preexec: Any = None
+    ) -> None:
         full_env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, str(script), "--log-format", "json", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, preexec_fn=preexec,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            preexec_fn=preexec,
         )
         self.lines: list[dict[str, Any]] = []
         self._partial = b""

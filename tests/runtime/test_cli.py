@@ -14,11 +14,19 @@ from proc import BOUND, REPO
 from runtime.appliance import discover
 
 
-def runtime_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def runtime_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, PYTHONPATH=str(REPO))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, text=True,
-                          timeout=BOUND * 4, cwd=cwd or REPO, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 4,
+        cwd=cwd or REPO,
+        env=full_env,
+    )
 
 
 def test_usage_without_command_is_an_error() -> None:
@@ -46,11 +54,16 @@ def test_new_writes_an_appliance_whose_test_passes(tmp_path: Path) -> None:
     assert "devices: net, store" in described.stdout and "--max-line" in described.stdout
     # ...and its own test passes unchanged, with strict settings.
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+        "[pytest]\nasyncio_mode = auto\n"
+        "asyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
     )
     tested = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/demo"],
-        capture_output=True, text=True, timeout=BOUND * 4, cwd=tmp_path, env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 4,
+        cwd=tmp_path,
+        env=dict(os.environ, **env),
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "5 passed" in tested.stdout
@@ -68,7 +81,8 @@ def test_new_refuses_bad_names(tmp_path: Path) -> None:
 def test_discovery_through_entry_points(tmp_path: Path, monkeypatch) -> None:
     package = tmp_path / "thirdparty_app"
     package.mkdir()
-    (package / "__init__.py").write_text(textwrap.dedent("""
+    (package / "__init__.py").write_text(
+        textwrap.dedent("""
         from runtime import Appliance
 
         async def main(ctx):
@@ -76,7 +90,8 @@ def test_discovery_through_entry_points(tmp_path: Path, monkeypatch) -> None:
 
         APPLIANCE = Appliance(name="thirdparty", summary="an appliance from another package",
                               package=__name__, main=main)
-    """))
+    """)
+    )
     dist = tmp_path / "thirdparty_app-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-app\nVersion: 1.0\n")

@@ -352,7 +352,7 @@ class AsyncioStream:
     def tls(self) -> TLSInfo | None:
         return None
 
-    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         async with asyncio.timeout(BOUND if timeout is None else timeout):
             return await self._reader.read(max_bytes)
 
@@ -629,7 +629,7 @@ class ScriptedStream:
         self.sent = bytearray()
         self.closed = False
 
-    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         return self._chunks.pop(0) if self._chunks else b""
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:

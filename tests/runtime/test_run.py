@@ -19,8 +19,9 @@ def run_probe(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
     full_env = dict(os.environ, PYTHONPATH=str(REPO))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True,
-                          timeout=BOUND, env=full_env)
+    return subprocess.run(
+        [sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=BOUND, env=full_env
+    )
 
 
 @pytest.mark.parametrize(
@@ -224,7 +225,9 @@ def test_port_in_use_exits_3_with_one_line(tmp_path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_probe("--state-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}", "--log-format", "json")
+        result = run_probe(
+            "--state-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}", "--log-format", "json"
+        )
     assert result.returncode == 3
     errors = [line for line in result.stderr.splitlines() if '"level": "error"' in line]
     assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]

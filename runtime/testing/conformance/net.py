@@ -298,4 +298,3 @@ class NetConformance:
         await endpoint.aclose()
         await client.aclose()
         assert any(r["msg"] == "datagram handler crashed" for r in net_env.sink.records)
-
