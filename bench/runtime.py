@@ -10,6 +10,8 @@ pinned to CPU 1, round-robin over several rounds in one run:
     tcp-bare    a uvloop Protocol echoing in data_received
     tcp-device  the runtime: HostNet.listen_tcp + a Stream handler
                 (receive/send in a task per connection)
+    tcp-callback the runtime: HostNet.listen_tcp + serve_connections (a
+                ConnectionHandler called synchronously, no task switch)
 
 Reported: requests/s, and server CPU microseconds per request (utime+stime of
 the server process from /proc, which survives a noisy shared machine better
@@ -33,7 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-MODES = ("udp-bare", "udp-device", "tcp-bare", "tcp-device")
+MODES = ("udp-bare", "udp-device", "tcp-bare", "tcp-device", "tcp-callback")
 PAYLOAD = b"x" * 64
 UDP_WINDOW = 32
 TCP_CONNECTIONS = 32
@@ -72,7 +74,7 @@ def serve(mode: str, port: int) -> None:
 
     async def device(kind: str) -> None:
         sys.path.insert(0, str(REPO))
-        from runtime.devices import Address, Limits
+        from runtime.devices import Address, ConnectionHandler, Limits
         from runtime.lifecycle import Lifecycle
         from runtime.log import LogSink
         from runtime.net.host import HostNet
@@ -82,7 +84,7 @@ def serve(mode: str, port: int) -> None:
             endpoint = await net.bind_udp(Address("127.0.0.1", port))
             print("ready", flush=True)
             await endpoint.serve(lambda data, peer: data)
-        else:
+        elif kind == "tcp":
             listener = await net.listen_tcp(Address("127.0.0.1", port), limits=Limits(max_connections=4096))
 
             async def echo(stream: Any) -> None:
@@ -91,12 +93,25 @@ def serve(mode: str, port: int) -> None:
 
             print("ready", flush=True)
             await listener.serve(echo)
+        else:
+            listener = await net.listen_tcp(Address("127.0.0.1", port), limits=Limits(max_connections=4096))
+
+            class Echo(ConnectionHandler):
+                def __init__(self, conn: Any) -> None:
+                    self.write = conn.write
+
+                def data_received(self, data: bytes) -> None:
+                    self.write(data)
+
+            print("ready", flush=True)
+            await listener.serve_connections(Echo)
 
     runners = {
         "udp-bare": bare_udp,
         "tcp-bare": bare_tcp,
         "udp-device": lambda: device("udp"),
         "tcp-device": lambda: device("tcp"),
+        "tcp-callback": lambda: device("callback"),
     }
     uvloop.run(runners[mode]())
 

@@ -20,6 +20,9 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, runtime_checkable
 __all__ = [
     "Address",
     "Clock",
+    "Connection",
+    "ConnectionFactory",
+    "ConnectionHandler",
     "Data",
     "DataEntry",
     "DataFile",
@@ -210,6 +213,65 @@ StreamHandler = Callable[[Stream], Awaitable[None]]
 
 
 @runtime_checkable
+class Connection(Protocol):
+    """The runtime's side of a callback connection (see ``serve_connections``)."""
+
+    @property
+    def peer(self) -> Address: ...
+
+    @property
+    def local(self) -> Address: ...
+
+    @property
+    def tls(self) -> TLSInfo | None: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def close(self) -> None:
+        """Close once the written data is flushed."""
+        ...
+
+    def abort(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ConnectionHandler:
+    """What a callback connection's owner implements; every method is called
+    synchronously from the event loop and must not block.  The defaults do
+    nothing."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        """The peer will send no more.  Return True to keep our side open until
+        ``close()`` (to finish answering); the default False closes once what
+        was written is flushed."""
+        return False
+
+    def pause_writing(self) -> None:
+        """The write buffer is above the high-water mark: stop producing."""
+
+    def resume_writing(self) -> None:
+        """The write buffer drained below the low-water mark."""
+
+    def stopping(self) -> None:
+        """The runtime is stopping: finish what is in flight, then close."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone (``exc`` says why, None for a clean close)."""
+
+
+ConnectionFactory = Callable[[Connection], ConnectionHandler]
+
+
+@runtime_checkable
 class StreamListener(Protocol):
     @property
     def address(self) -> Address: ...
@@ -217,6 +279,12 @@ class StreamListener(Protocol):
     async def serve(self, handler: StreamHandler) -> None:
         """Accept until cancelled or stopped, one task per connection, under the
         listener's limits.  A handler that raises is logged; the listener goes on."""
+        ...
+
+    async def serve_connections(self, factory: ConnectionFactory) -> None:
+        """Like ``serve``, but each connection is a ``ConnectionHandler`` whose
+        methods are called synchronously (no task switch per message), for hot
+        paths driving a sans-IO core.  Same limits, same crash and stop rules."""
         ...
 
     def statistics(self) -> ListenerStats: ...

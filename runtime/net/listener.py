@@ -20,11 +20,12 @@ import asyncio
 import errno
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
-from ..devices import Address, Limits, ListenerStats, Log, StreamHandler
+from ..devices import Address, ConnectionFactory, Limits, ListenerStats, Log, StreamHandler
 from ..lifecycle import Lifecycle
+from .callbacks import CallbackConnection
 from .stream import TransportStream
 
 __all__ = ["RESOURCE_ERRNOS", "AcceptSource", "StreamListenerImpl"]
@@ -33,6 +34,9 @@ __all__ = ["RESOURCE_ERRNOS", "AcceptSource", "StreamListenerImpl"]
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: accept() errors caused by a peer that gave up before we accepted
 _TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET})
+
+#: runs one accepted connection to its end
+_Runner = Callable[[socket.socket, "Address | None"], Coroutine[Any, Any, None]]
 
 _BACKOFF_FIRST = 0.01
 _BACKOFF_MAX = 1.0
@@ -67,7 +71,7 @@ class StreamListenerImpl:
         self._tls = tls
         self._sleep = sleep
         self._slots = asyncio.Semaphore(limits.max_connections)
-        self._streams: set[TransportStream] = set()
+        self._streams: set[TransportStream | CallbackConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._closed = False
@@ -93,12 +97,18 @@ class StreamListenerImpl:
         )
 
     async def serve(self, handler: StreamHandler) -> None:
+        await self._serve_with(lambda sock, peer: self._run_stream(handler, sock, peer))
+
+    async def serve_connections(self, factory: ConnectionFactory) -> None:
+        await self._serve_with(lambda sock, peer: self._run_callbacks(factory, sock, peer))
+
+    async def _serve_with(self, run: _Runner) -> None:
         if self._closed or self._serving:
             raise RuntimeError(f"listener {self.address} is closed or already serving")
         self._serving = True
         try:
             async with asyncio.TaskGroup() as group:
-                accepting = group.create_task(self._accept_loop(handler, group))
+                accepting = group.create_task(self._accept_loop(run, group))
                 await self._stop.wait()
                 accepting.cancel()
                 await asyncio.wait([accepting])
@@ -107,7 +117,7 @@ class StreamListenerImpl:
             self._serving = False
             self._close_now()
 
-    async def _accept_loop(self, handler: StreamHandler, group: asyncio.TaskGroup) -> None:
+    async def _accept_loop(self, run: _Runner, group: asyncio.TaskGroup) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             await self._slots.acquire()
@@ -134,11 +144,11 @@ class StreamListenerImpl:
                 raise
             backoff = _BACKOFF_FIRST
             self._accepted += 1
-            task = group.create_task(self._run(handler, sock, peer))
+            task = group.create_task(run(sock, peer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, handler: StreamHandler, sock: socket.socket, peer: Address | None) -> None:
+    async def _run_stream(self, handler: StreamHandler, sock: socket.socket, peer: Address | None) -> None:
         loop = asyncio.get_running_loop()
         stream = TransportStream(self._limits, peer=peer, local=self._source.address if peer else None)
         try:
@@ -168,6 +178,37 @@ class StreamListenerImpl:
         finally:
             self._streams.discard(stream)
             stream.close()
+            self._slots.release()
+
+    async def _run_callbacks(
+        self, factory: ConnectionFactory, sock: socket.socket, peer: Address | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        local = self._source.address if peer else None
+        conn = CallbackConnection(self._limits, self._log, peer, local, factory)
+        try:
+            try:
+                await loop.connect_accepted_socket(
+                    lambda: conn,
+                    sock,
+                    ssl=self._tls,
+                    ssl_handshake_timeout=self._limits.handshake_timeout if self._tls else None,
+                )
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                self._rejected += 1
+                self._log.debug("connection setup failed", peer=str(peer) if peer else "", error=repr(exc))
+                sock.close()
+                return
+            self._streams.add(conn)
+            if self._lifecycle.stopping or self._stop.is_set():
+                conn.begin_drain()
+            await asyncio.shield(conn.done)
+        finally:
+            self._streams.discard(conn)
+            if conn.crashed:
+                self._handler_errors += 1
+            if not conn.done.done():
+                conn.abort()
             self._slots.release()
 
     async def _drain(self) -> None:

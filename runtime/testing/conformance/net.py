@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ...devices import Address, Limits, Net, Stream, TLSConfig
+from ...devices import Address, Connection, ConnectionHandler, Limits, Net, Stream, TLSConfig
 from ...lifecycle import Lifecycle
 from ...log import MemoryLogSink
 from ...net.certs import make_self_signed
@@ -264,6 +264,164 @@ class NetConformance:
         await listener.aclose()
         with pytest.raises(OSError):
             await net_env.client.connect_tcp(address)
+
+    # ------------------------------------------------------------------ callback connections
+
+    async def test_callback_echo_and_half_close(self, net_env: NetEnv) -> None:
+        lost: list[Exception | None] = []
+
+        class Echo(ConnectionHandler):
+            def __init__(self, conn: Connection) -> None:
+                self.conn = conn
+
+            def data_received(self, data: bytes) -> None:
+                self.conn.write(data.upper())
+
+            def eof_received(self) -> bool:
+                self.conn.write(b"BYE")
+                self.conn.close()
+                return True
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                lost.append(exc)
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve_connections(Echo))
+            client = await net_env.client.connect_tcp(listener.address)
+            await client.send(b"abc")
+            assert await asyncio.wait_for(_read_exactly(client, 3), BOUND) == b"ABC"
+            transport = getattr(client, "transport", None)
+            assert transport is not None
+            transport.write_eof()
+            assert await asyncio.wait_for(_read_exactly(client, 10), BOUND) == b"BYE"
+            await client.aclose()
+            await listener.aclose()
+        assert lost == [None]
+        assert listener.statistics().accepted == 1
+
+    async def test_callback_idle_timeout_and_crash(self, net_env: NetEnv) -> None:
+        lost: list[Exception | None] = []
+
+        class Handler(ConnectionHandler):
+            def __init__(self, conn: Connection) -> None:
+                self.conn = conn
+
+            def data_received(self, data: bytes) -> None:
+                if data == b"crash":
+                    raise ZeroDivisionError("boom")
+                self.conn.write(data)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                lost.append(exc)
+
+        listener = await net_env.server.listen_tcp(net_env.address(), limits=Limits(idle_timeout=0.1))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve_connections(Handler))
+            idle = await net_env.client.connect_tcp(listener.address)
+            assert await asyncio.wait_for(idle.receive(), BOUND) == b""  # cut by the idle timeout
+            bad = await net_env.client.connect_tcp(listener.address)
+            await bad.send(b"crash")
+            assert await asyncio.wait_for(bad.receive(), BOUND) == b""
+            good = await net_env.client.connect_tcp(listener.address)
+            await good.send(b"ping")
+            assert await asyncio.wait_for(good.receive(), BOUND) == b"ping"
+            await good.aclose()
+            await listener.aclose()
+        assert listener.statistics().handler_errors == 1
+        crashes = [r for r in net_env.sink.records if r["msg"] == "connection handler crashed"]
+        assert len(crashes) == 1 and isinstance(crashes[0]["exc"], ZeroDivisionError)
+        assert len(lost) == 3
+
+    async def test_callback_stopping_drains(self, net_env: NetEnv) -> None:
+        class Handler(ConnectionHandler):
+            def __init__(self, conn: Connection) -> None:
+                self.conn = conn
+                self.pending = False
+
+            def data_received(self, data: bytes) -> None:
+                self.pending = True  # a request in flight, answered on "finish"
+
+            def stopping(self) -> None:
+                # finish the in-flight request, then close
+                if self.pending:
+                    self.conn.write(b"finished")
+                self.conn.close()
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            serving = group.create_task(listener.serve_connections(Handler))
+            busy = await net_env.client.connect_tcp(listener.address)
+            idle = await net_env.client.connect_tcp(listener.address)
+            await busy.send(b"work")
+            await asyncio.sleep(0.05)
+            net_env.lifecycle.request_stop()
+            assert await asyncio.wait_for(_read_exactly(busy, 8), BOUND) == b"finished"
+            assert await asyncio.wait_for(idle.receive(), BOUND) == b""
+            await asyncio.wait_for(serving, BOUND)
+
+    async def test_callback_back_pressure_and_write_timeout(self, net_env: NetEnv) -> None:
+        events: list[str] = []
+        lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        limits = Limits(write_high_water=64 * 1024, write_timeout=0.2)
+
+        class Flood(ConnectionHandler):
+            def __init__(self, conn: Connection) -> None:
+                self.conn = conn
+                self.paused = False
+                self.sent = 0
+
+            def data_received(self, data: bytes) -> None:
+                self.fill()
+
+            def fill(self) -> None:
+                # bounded: far beyond any socket buffer; stops while paused
+                while not self.paused and self.sent < 512 * 1024 * 1024:
+                    self.conn.write(b"x" * 65536)
+                    self.sent += 65536
+
+            def pause_writing(self) -> None:
+                self.paused = True
+                events.append("paused")
+
+            def resume_writing(self) -> None:
+                self.paused = False
+                events.append("resumed")
+                self.fill()
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not lost.done():
+                    lost.set_result(exc)
+
+        listener = await net_env.server.listen_tcp(net_env.address(), limits=limits)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve_connections(Flood))
+            client = await net_env.client.connect_tcp(listener.address)
+            await client.send(b"go")  # then never reads
+            await asyncio.wait_for(lost, BOUND * 3)
+            # Paused (perhaps resumed a few times while kernel buffers filled),
+            # and finally cut while paused.
+            assert events[0] == "paused" and events[-1] == "paused"
+            await client.aclose()
+            await listener.aclose()
+
+    async def test_callback_tls(self, net_env: NetEnv) -> None:
+        class Echo(ConnectionHandler):
+            def __init__(self, conn: Connection) -> None:
+                self.conn = conn
+                assert conn.tls is not None
+
+            def data_received(self, data: bytes) -> None:
+                self.conn.write(data)
+
+        listener = await net_env.server.listen_tcp(net_env.address(), tls=_tls())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve_connections(Echo))
+            client = await net_env.client.connect_tcp(listener.address, tls=_client_tls())
+            await client.send(b"sealed")
+            assert await asyncio.wait_for(_read_exactly(client, 6), BOUND) == b"sealed"
+            await client.aclose()
+            await listener.aclose()
 
     # ------------------------------------------------------------------ UDP
 
