@@ -26,12 +26,12 @@ from typing import Any, TextIO
 
 from .ambient import SystemClock, SystemRandom
 from .appliance import Appliance, Context
-from .devices import Log
+from .devices import ListenerStats, Log
 from .errors import ConfigError, DeviceError, StartupError
 from .kv import DirectoryData
 from .lifecycle import Lifecycle
 from .log import LogSink, capture_stdlib_logging, parse_level
-from .metrics import Registry, serve_metrics
+from .metrics import Registry, add_process_metrics, serve_metrics
 from .options import Options, parse_options
 from .targets.base import Devices
 
@@ -176,6 +176,8 @@ async def serve_appliance(
     Owns every runtime task in one TaskGroup; closes the devices at the end.
     """
     registry = metrics or Registry()
+    add_process_metrics(registry)
+    _add_net_metrics(registry, devices)
     ctx = Context(
         appliance,
         options,
@@ -229,8 +231,8 @@ async def serve_appliance(
                 group.create_task(_backstop(lifecycle, main_task, options.get("drain_timeout"), log)),
             ]
             metrics_at = options.get("metrics_listen") if "metrics_listen" in options.declared else None
-            if metrics_at is not None and devices.net is not None:
-                listener = await devices.net.listen_tcp(metrics_at)
+            if metrics_at is not None and devices.service_net is not None:
+                listener = await devices.service_net.listen_tcp(metrics_at)
                 log.info("metrics", listen=str(listener.address))
                 helpers.append(group.create_task(serve_metrics(listener, registry)))
             await asyncio.wait([main_task])
@@ -254,6 +256,32 @@ async def serve_appliance(
     if status == EXIT_OK:
         log.info("stopped")
     return status
+
+
+def _add_net_metrics(registry: Registry, devices: Devices) -> None:
+    """Per-listener and per-endpoint counts, read from the net device at render time."""
+    active = registry.gauge("runtime_connections", "Open stream connections.", labels=("listener",))
+    accepted = registry.counter(
+        "runtime_connections_accepted_total", "Accepted connections.", labels=("listener",)
+    )
+    crashed = registry.counter(
+        "runtime_handler_errors_total", "Connection or datagram handlers that raised.", labels=("endpoint",)
+    )
+    datagrams = registry.counter("runtime_datagrams_total", "Datagrams received.", labels=("endpoint",))
+
+    def collect() -> None:
+        for item in getattr(devices.net, "owned", ()):
+            stats = item.statistics()
+            name = str(stats.address)
+            if isinstance(stats, ListenerStats):
+                active.labels(name).set(stats.active)
+                accepted.labels(name).set_total(stats.accepted)
+                crashed.labels(name).set_total(stats.handler_errors)
+            else:
+                datagrams.labels(name).set_total(stats.received)
+                crashed.labels(name).set_total(stats.handler_errors)
+
+    registry.add_collector(collect)
 
 
 def _queue_reload(queue: asyncio.Queue[asyncio.Future[list[str]] | None]) -> asyncio.Future[list[str]]:

@@ -47,7 +47,7 @@ class HostNet:
         self._log = log
         #: ("tcp" | "udp", address) of every endpoint bound, in order
         self.bound: list[tuple[str, Address]] = []
-        self._owned: list[StreamListener | DatagramEndpoint] = []
+        self._owned: list[StreamListenerImpl | DatagramEndpointImpl] = []
         self._reuse_port = reuse_port
 
     def _socket(self, address: Address, kind: socket.SocketKind) -> socket.socket:
@@ -117,6 +117,11 @@ class HostNet:
                 server_hostname=(tls.server_hostname or address.host) if tls is not None else None,
             )
         return stream
+
+    @property
+    def owned(self) -> tuple[StreamListenerImpl | DatagramEndpointImpl, ...]:
+        """Every listener and endpoint opened so far (for the runtime's metrics)."""
+        return tuple(self._owned)
 
     async def aclose(self) -> None:
         """Close every listener and endpoint this device opened (at shutdown)."""

@@ -152,7 +152,7 @@ class MemoryNet:
         self._log = log
         #: ("tcp" | "udp", address) of every endpoint bound, in order
         self.bound: list[tuple[str, Address]] = []
-        self._owned: list[StreamListener | DatagramEndpoint] = []
+        self._owned: list[StreamListenerImpl | DatagramEndpointImpl] = []
         self._host = host
 
     @property
@@ -211,6 +211,11 @@ class MemoryNet:
                     server_hostname=tls.server_hostname or address.host,
                 )
         return stream
+
+    @property
+    def owned(self) -> tuple[StreamListenerImpl | DatagramEndpointImpl, ...]:
+        """Every listener and endpoint opened so far (for the runtime's metrics)."""
+        return tuple(self._owned)
 
     async def aclose(self) -> None:
         """Close every listener and endpoint this device opened (at shutdown)."""

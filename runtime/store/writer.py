@@ -23,9 +23,10 @@ from .ops import Outcome, WriteOp, apply_group
 
 __all__ = ["IDLE_POLL", "Deliver", "Job", "Writer"]
 
-#: An idle writer wakes this often to see whether the event loop it reports to
-#: was closed without ``aclose()``; then it stops by itself, so a forgotten store
-#: delays interpreter exit (which joins non-daemon threads) by at most this long.
+#: An idle writer wakes this often to see whether its store was abandoned without
+#: ``aclose()``: its event loop closed, or stopped while the interpreter exits.
+#: Then it stops by itself, so a forgotten store delays interpreter exit (which
+#: joins non-daemon threads) by at most this long instead of forever.
 IDLE_POLL = 1.0
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ class Job:
 
 #: called in the loop thread once per group: the jobs, then either their outcomes
 #: (the group committed) or the error that failed the whole group
-Deliver = Callable[[list[Job], "list[Outcome] | None", "StoreError | None"], None]
+Deliver = Callable[[list[Job], list[Outcome] | None, StoreError | None], None]
 
 
 class Writer(Generic[T]):
@@ -118,7 +119,7 @@ class Writer(Generic[T]):
             try:
                 first = self._queue.get(timeout=IDLE_POLL)
             except queue.Empty:
-                if self._loop.is_closed():
+                if self._abandoned():
                     return
                 continue
             jobs: list[Job] = []
@@ -137,6 +138,13 @@ class Writer(Generic[T]):
                 self._commit(conn, jobs)
             if stop:
                 return
+
+    def _abandoned(self) -> bool:
+        loop = self._loop
+        if loop.is_closed():
+            return True
+        # The main thread ends before the interpreter joins the other threads.
+        return not loop.is_running() and not threading.main_thread().is_alive()
 
     def _commit(self, conn: sqlite3.Connection, jobs: list[Job]) -> None:
         try:

@@ -16,6 +16,8 @@ __all__ = ["Devices", "data_dirs", "file_values"]
 @dataclass
 class Devices:
     net: Net | None = None
+    #: the runtime's own endpoints (metrics, console), kept apart from the appliance's
+    service_net: Net | None = None
     store: Store | None = None
     data: dict[str, Data] = field(default_factory=dict)
     #: files named by FILE options, per option name

@@ -62,6 +62,10 @@ async def open_host_devices(
     if NET in appliance.devices:
         devices.net = net = HostNet(lifecycle=lifecycle, log=log.child("net"), reuse_port=reuse_port)
         devices.closers.append(net.aclose)
+    devices.service_net = service = HostNet(
+        lifecycle=lifecycle, log=log.child("service"), reuse_port=reuse_port
+    )
+    devices.closers.append(service.aclose)
 
     if STORE in appliance.devices and not problems:
         state_dir = Path(options.get("state_dir") or default_state_dir(appliance.name))

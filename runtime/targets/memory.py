@@ -77,6 +77,10 @@ async def open_memory_devices(
     if NET in appliance.devices:
         devices.net = net = MemoryNet(network, lifecycle=lifecycle, log=log.child("net"), host=host)
         devices.closers.append(net.aclose)
+    devices.service_net = service = MemoryNet(
+        network, lifecycle=lifecycle, log=log.child("service"), host=host
+    )
+    devices.closers.append(service.aclose)
     if STORE in appliance.devices:
         store = MemoryStore()
         devices.store = store

@@ -13,11 +13,12 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
-from runtime.devices import Address, ListenerStats, StreamHandler, StreamListener, TLSConfig, TLSInfo
+from runtime.devices import Address
+from runtime.lifecycle import Lifecycle
+from runtime.log import MemoryLogSink
 from runtime.metrics import (
     CONTENT_TYPE,
     DEFAULT_BUCKETS,
@@ -29,6 +30,7 @@ from runtime.metrics import (
     format_value,
     serve_metrics,
 )
+from runtime.net.host import HostNet
 from runtime.testing.conformance.metrics import MetricsConformance, parse_exposition
 
 #: every wait in these tests is bounded by this (seconds); generous for shared machines
@@ -329,110 +331,6 @@ def test_process_metrics_of_this_process() -> None:
 # --------------------------------------------------------------------- HTTP endpoint
 
 
-class AsyncioStream:
-    """The ``Stream`` Protocol over an asyncio StreamReader/StreamWriter pair."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        host, port = writer.get_extra_info("peername")[:2]
-        self._peer = Address(host, port)
-        host, port = writer.get_extra_info("sockname")[:2]
-        self._local = Address(host, port)
-
-    @property
-    def peer(self) -> Address:
-        return self._peer
-
-    @property
-    def local(self) -> Address:
-        return self._local
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return None
-
-    async def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
-        async with asyncio.timeout(BOUND if timeout is None else timeout):
-            return await self._reader.read(max_bytes)
-
-    async def send(self, data: bytes | bytearray | memoryview) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        file.seek(offset)
-        await self.send(file.read(count))
-
-    async def start_tls(self, tls: TLSConfig) -> None:
-        raise NotImplementedError("the test listener serves plain TCP only")
-
-    def close(self) -> None:
-        self._writer.close()
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
-
-    @property
-    def closed(self) -> bool:
-        return self._writer.is_closing()
-
-
-class AsyncioListener:
-    """A ``StreamListener`` on 127.0.0.1 port 0 over ``asyncio.start_server``."""
-
-    def __init__(self) -> None:
-        self._server: asyncio.Server | None = None
-        self._handler: StreamHandler | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.accepted = 0
-
-    async def bind(self) -> AsyncioListener:
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0, start_serving=False)
-        return self
-
-    @property
-    def address(self) -> Address:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return Address(host, port)
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None and self._handler is not None
-        self._tasks.add(task)
-        self.accepted += 1
-        stream = AsyncioStream(reader, writer)
-        try:
-            await self._handler(stream)
-        finally:
-            await stream.aclose()
-            self._tasks.discard(task)
-
-    async def serve(self, handler: StreamHandler) -> None:
-        assert self._server is not None
-        self._handler = handler
-        await self._server.start_serving()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
-
-    def statistics(self) -> ListenerStats:
-        return ListenerStats(self.address, len(self._tasks), self.accepted, 0, 0, 0)
-
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 @pytest.fixture
 def registry() -> Registry:
     reg = Registry()
@@ -442,7 +340,8 @@ def registry() -> Registry:
 
 @pytest.fixture
 async def server(registry: Registry) -> AsyncIterator[Address]:
-    listener = await AsyncioListener().bind()
+    net = HostNet(lifecycle=Lifecycle(), log=MemoryLogSink().logger("net"))
+    listener = await net.listen_tcp(Address("127.0.0.1", 0))
     task = asyncio.create_task(serve_metrics(listener, registry))
     try:
         yield listener.address
@@ -608,14 +507,6 @@ async def test_client_that_leaves_early_does_not_disturb_the_server(server: Addr
     await writer.wait_closed()
     status, _, _ = await asyncio.to_thread(_get, f"http://{server}/metrics")
     assert status == 200
-
-
-async def test_listener_fake_fits_the_protocol() -> None:
-    listener = await AsyncioListener().bind()
-    try:
-        assert isinstance(listener, StreamListener)
-    finally:
-        await listener.aclose()
 
 
 # --------------------------------------------------------------------- fuzzed input

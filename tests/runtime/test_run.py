@@ -232,3 +232,27 @@ def test_port_in_use_exits_3_with_one_line(tmp_path) -> None:
     errors = [line for line in result.stderr.splitlines() if '"level": "error"' in line]
     assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_metrics_endpoint_reports_process_and_listener_metrics(tmp_path) -> None:
+    app = AppProcess(["--state-dir", str(tmp_path), "--metrics-listen", "127.0.0.1:0"])
+    try:
+        tcp = app.ready()["tcp"]
+        metrics_line = app.wait_log("metrics")
+        host, _, port = metrics_line["listen"].rpartition(":")
+        assert line_exchange(tcp, "echo counted") == "counted"
+        assert line_exchange(tcp, "crash") == ""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=BOUND) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode()
+        listener = f"{tcp[0]}:{tcp[1]}"
+        assert f'runtime_connections_accepted_total{{listener="{listener}"}} 2' in text
+        assert f'runtime_handler_errors_total{{endpoint="{listener}"}} 1' in text
+        assert "process_resident_memory_bytes " in text
+        app.signal(signal.SIGTERM)
+        assert app.wait() == 0
+    finally:
+        app.stop()
