@@ -8,7 +8,7 @@ Precedence, lowest first (each source replaces, never merges, what is below it):
   ``--flag`` / ``--no-flag`` / ``--flag=false``; repeatable options take one value
   per occurrence.
 * environment: ``<APPLIANCE>_<OPTION>``, e.g. ``DNS_MAX_CONNECTIONS=100``;
-  repeatable options as a comma-separated list.
+  repeatable options as a comma-separated list (a flag's value is never split).
 * config file: flat TOML, keys are option names (``max_connections`` or
   ``max-connections``); repeatable options as arrays.
 * kernel command line: ``key=value`` words (``max-connections=100``), words
@@ -412,10 +412,9 @@ def parse_options(
         else:
             settings[option.name] = Setting(_convert(option, raw, "flag"), f"flag {option.flag}")
     for name, raws in repeated.items():
+        # One value per flag: commas inside a flag's value are kept (only the
+        # environment, with no way to repeat a variable, splits at commas).
         option = table[name]
-        values: list[Any] = []
-        for raw in raws:
-            values.extend(_convert(option, raw, "flag"))
-        settings[name] = Setting(values, f"flag {option.flag}")
+        settings[name] = Setting(_convert(option, raws, "flag"), f"flag {option.flag}")
 
     return Options(appliance, table, settings, want_help)

@@ -239,6 +239,12 @@ async def serve_appliance(
             lifecycle.request_stop()
             for helper in helpers:
                 helper.cancel()
+    except* ConfigError as config_error:
+        # An option the appliance found wrong at start (it knows combinations
+        # the option parser cannot check): one line, like any option error.
+        for bad_option in config_error.exceptions:
+            log.error(str(bad_option))
+        status = EXIT_CONFIG
     except* DeviceError as device_error:
         # A device the appliance asked for at run time (a port in use): the
         # operator's to fix, so one line, no traceback.

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from .events import ProtocolError, Request
 from .response import Response
 
-__all__ = ["combined_line", "json_line"]
+__all__ = ["access_fields", "combined_line", "json_line"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
@@ -49,12 +49,12 @@ def combined_line(request: Request | ProtocolError | None, response: Response, p
     )
 
 
-def json_line(request: Request | ProtocolError | None, response: Response, peer: str, now: float) -> str:
-    """One JSON object per line with the same facts (and the Host)."""
+def access_fields(
+    request: Request | ProtocolError | None, response: Response, peer: str
+) -> dict[str, object]:
+    """The facts of one exchange as a flat record (log fields, or JSON with a time)."""
     req = request if isinstance(request, Request) else None
-    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
     record: dict[str, object] = {
-        "time": stamp.replace("+00:00", "Z"),
         "peer": peer,
         "method": req.method.decode("latin-1") if req else None,
         "target": req.target.decode("latin-1") if req else None,
@@ -67,6 +67,16 @@ def json_line(request: Request | ProtocolError | None, response: Response, peer:
     }
     if isinstance(request, ProtocolError):
         record["error"] = request.reason
+    return record
+
+
+def json_line(request: Request | ProtocolError | None, response: Response, peer: str, now: float) -> str:
+    """One JSON object per line with the same facts (and the Host)."""
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    record: dict[str, object] = {
+        "time": stamp.replace("+00:00", "Z"),
+        **access_fields(request, response, peer),
+    }
     return json.dumps(record, separators=(",", ":"))
 
 

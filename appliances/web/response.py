@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from runtime.devices import Data
+from runtime import Data
 
 __all__ = [
     "REASONS",

@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from html import escape
 from urllib.parse import quote
 
-from runtime.devices import Data, DataEntry
+from runtime import Data, DataEntry
 
 from .dates import format_http_date
 from .errors import RemoteProtocolError

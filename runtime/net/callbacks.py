@@ -24,12 +24,12 @@ import asyncio
 from typing import cast
 
 from ..devices import Address, ConnectionFactory, ConnectionHandler, Limits, Log, TLSInfo
-from .stream import _tls_info
+from .stream import TransportEnds
 
 __all__ = ["CallbackConnection"]
 
 
-class CallbackConnection(asyncio.Protocol):
+class CallbackConnection(TransportEnds):
     """The asyncio protocol, and the ``Connection`` device the handler writes to."""
 
     def __init__(
@@ -61,13 +61,7 @@ class CallbackConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self._limits.write_high_water)
-        if self._peer is None:
-            peer = transport.get_extra_info("peername")
-            self._peer = Address.of(peer) if isinstance(peer, tuple) else Address("", 0)
-        if self._local is None:
-            sock = transport.get_extra_info("sockname")
-            self._local = Address.of(sock) if isinstance(sock, tuple) else Address("", 0)
-        self._tls = _tls_info(transport)
+        self._learn_ends(transport)
         self._touch()
         # The handler exists before any data can arrive (data_received never
         # precedes connection_made).
@@ -175,18 +169,6 @@ class CallbackConnection(asyncio.Protocol):
             self._crash(exc)
 
     # ------------------------------------------------------------ Connection device
-
-    @property
-    def peer(self) -> Address:
-        return self._peer or Address("", 0)
-
-    @property
-    def local(self) -> Address:
-        return self._local or Address("", 0)
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self._tls
 
     @property
     def stopping(self) -> bool:

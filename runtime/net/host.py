@@ -9,6 +9,7 @@ from ..devices import Address, DatagramEndpoint, Limits, Log, Stream, StreamList
 from ..errors import DeviceError
 from ..lifecycle import Lifecycle
 from .listener import StreamListenerImpl
+from .owner import EndpointOwner
 from .stream import TransportStream
 from .tls import client_context, server_context
 from .udp import DatagramEndpointImpl
@@ -38,16 +39,14 @@ class SocketAcceptSource:
         self._sock.close()
 
 
-class HostNet:
+class HostNet(EndpointOwner):
     """``reuse_port`` is set in multi-worker mode so that every worker binds the
     same address and the kernel spreads clients over them (SO_REUSEPORT)."""
 
     def __init__(self, *, lifecycle: Lifecycle, log: Log, reuse_port: bool = False) -> None:
         self._lifecycle = lifecycle
         self._log = log
-        #: ("tcp" | "udp", address) of every endpoint bound, in order
-        self.bound: list[tuple[str, Address]] = []
-        self._owned: list[StreamListenerImpl | DatagramEndpointImpl] = []
+        super().__init__()
         self._reuse_port = reuse_port
 
     def _socket(self, address: Address, kind: socket.SocketKind) -> socket.socket:
@@ -83,7 +82,6 @@ class HostNet:
         sock = self._socket(address, socket.SOCK_STREAM)
         sock.listen(_BACKLOG)
         source = SocketAcceptSource(sock)
-        self.bound.append(("tcp", source.address))
         listener = StreamListenerImpl(
             source,
             limits=limits or Limits(),
@@ -91,15 +89,14 @@ class HostNet:
             log=self._log,
             tls=context,
         )
-        self._owned.append(listener)
+        self._own(listener)
         return listener
 
     async def bind_udp(self, address: Address) -> DatagramEndpoint:
         sock = self._socket(address, socket.SOCK_DGRAM)
         endpoint = DatagramEndpointImpl(self._lifecycle, self._log)
         await asyncio.get_running_loop().create_datagram_endpoint(lambda: endpoint, sock=sock)
-        self.bound.append(("udp", endpoint.address))
-        self._owned.append(endpoint)
+        self._own(endpoint)
         return endpoint
 
     async def connect_tcp(
@@ -117,14 +114,3 @@ class HostNet:
                 server_hostname=(tls.server_hostname or address.host) if tls is not None else None,
             )
         return stream
-
-    @property
-    def owned(self) -> tuple[StreamListenerImpl | DatagramEndpointImpl, ...]:
-        """Every listener and endpoint opened so far (for the runtime's metrics)."""
-        return tuple(self._owned)
-
-    async def aclose(self) -> None:
-        """Close every listener and endpoint this device opened (at shutdown)."""
-        owned, self._owned = self._owned, []
-        for item in owned:
-            await item.aclose()

@@ -23,10 +23,11 @@ import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from ..devices import Address, ConnectionFactory, Limits, ListenerStats, Log, StreamHandler
+from ..devices import Address, ConnectionFactory, Limits, ListenerStats, Log, StreamHandler, TLSConfig
 from ..lifecycle import Lifecycle
 from .callbacks import CallbackConnection
 from .stream import TransportStream
+from .tls import server_context
 
 __all__ = ["RESOURCE_ERRNOS", "AcceptSource", "StreamListenerImpl"]
 
@@ -85,6 +86,13 @@ class StreamListenerImpl:
     @property
     def address(self) -> Address:
         return self._source.address
+
+    def set_tls(self, tls: TLSConfig) -> None:
+        """Serve connections accepted from now on with ``tls`` (a certificate
+        reload); connections already open keep their session."""
+        if self._tls is None:
+            raise RuntimeError(f"listener {self.address} does not serve TLS")
+        self._tls = server_context(tls)
 
     def statistics(self) -> ListenerStats:
         return ListenerStats(

@@ -18,6 +18,7 @@ from ..devices import Address, DatagramEndpoint, Limits, Log, Stream, StreamList
 from ..errors import DeviceError
 from ..lifecycle import Lifecycle
 from .listener import StreamListenerImpl
+from .owner import EndpointOwner
 from .stream import TransportStream
 from .tls import client_context, server_context
 from .udp import DatagramEndpointImpl
@@ -141,7 +142,7 @@ class _MemoryDatagramTransport(asyncio.DatagramTransport):
         self.close()
 
 
-class MemoryNet:
+class MemoryNet(EndpointOwner):
     """A host on a ``MemoryNetwork``; ``host`` is the address peers see."""
 
     def __init__(
@@ -150,9 +151,7 @@ class MemoryNet:
         self._network = network
         self._lifecycle = lifecycle
         self._log = log
-        #: ("tcp" | "udp", address) of every endpoint bound, in order
-        self.bound: list[tuple[str, Address]] = []
-        self._owned: list[StreamListenerImpl | DatagramEndpointImpl] = []
+        super().__init__()
         self._host = host
 
     @property
@@ -166,11 +165,10 @@ class MemoryNet:
         bound = self._network.allocate(address.host, address.port, self._network.tcp)
         source = _QueueAcceptSource(self._network, bound)
         self._network.tcp[bound] = source
-        self.bound.append(("tcp", bound))
         listener = StreamListenerImpl(
             source, limits=limits or Limits(), lifecycle=self._lifecycle, log=self._log, tls=context
         )
-        self._owned.append(listener)
+        self._own(listener)
         return listener
 
     async def bind_udp(self, address: Address) -> DatagramEndpoint:
@@ -179,8 +177,7 @@ class MemoryNet:
         transport = _MemoryDatagramTransport(self._network, bound, endpoint)
         self._network.udp[bound] = transport
         endpoint.connection_made(transport)
-        self.bound.append(("udp", bound))
-        self._owned.append(endpoint)
+        self._own(endpoint)
         return endpoint
 
     async def connect_tcp(
@@ -211,14 +208,3 @@ class MemoryNet:
                     server_hostname=tls.server_hostname or address.host,
                 )
         return stream
-
-    @property
-    def owned(self) -> tuple[StreamListenerImpl | DatagramEndpointImpl, ...]:
-        """Every listener and endpoint opened so far (for the runtime's metrics)."""
-        return tuple(self._owned)
-
-    async def aclose(self) -> None:
-        """Close every listener and endpoint this device opened (at shutdown)."""
-        owned, self._owned = self._owned, []
-        for item in owned:
-            await item.aclose()

@@ -32,7 +32,37 @@ _SENDFILE_CHUNK = 256 * 1024
 _SENDFILE_NATIVE_CHUNK = 4 * 1024 * 1024
 
 
-class TransportStream(asyncio.Protocol):
+class TransportEnds(asyncio.Protocol):
+    """What both stream flavours know of their transport: the two addresses and
+    the TLS session, learnt at ``connection_made`` unless given (memory net)."""
+
+    _peer: Address | None
+    _local: Address | None
+    _tls: TLSInfo | None = None
+
+    def _learn_ends(self, transport: asyncio.Transport) -> None:
+        if self._peer is None:
+            peer = transport.get_extra_info("peername")
+            self._peer = Address.of(peer) if isinstance(peer, tuple) else Address("", 0)
+        if self._local is None:
+            sock = transport.get_extra_info("sockname")
+            self._local = Address.of(sock) if isinstance(sock, tuple) else Address("", 0)
+        self._tls = _tls_info(transport)
+
+    @property
+    def peer(self) -> Address:
+        return self._peer or Address("", 0)
+
+    @property
+    def local(self) -> Address:
+        return self._local or Address("", 0)
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self._tls
+
+
+class TransportStream(TransportEnds):
     """Both the asyncio protocol and the ``Stream`` device handed to handlers."""
 
     def __init__(
@@ -72,13 +102,7 @@ class TransportStream(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=self._limits.write_high_water)
-        if self._peer is None:
-            peer = transport.get_extra_info("peername")
-            self._peer = Address.of(peer) if isinstance(peer, tuple) else Address("", 0)
-        if self._local is None:
-            sock = transport.get_extra_info("sockname")
-            self._local = Address.of(sock) if isinstance(sock, tuple) else Address("", 0)
-        self._tls = _tls_info(transport)
+        self._learn_ends(transport)
         if not self._made.done():
             self._made.set_result(None)
 
@@ -99,9 +123,12 @@ class TransportStream(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._eof = True
         self._wake_reader()
-        # Returning a false value closes the transport (asyncio's rule); we have
-        # nothing to write after the peer's FIN in any protocol we serve.
-        return False
+        # An accepted stream stays half-open so that a client that sent its
+        # request and shut its sending side still gets the answer; the
+        # listener closes it when the handler ends.  TLS transports cannot stay
+        # half-open (asyncio closes them regardless); our own client streams
+        # close at the peer's end.
+        return not self._client and self._tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -142,18 +169,6 @@ class TransportStream(asyncio.Protocol):
         await self._made
 
     # ------------------------------------------------------------ Stream device
-
-    @property
-    def peer(self) -> Address:
-        return self._peer or Address("", 0)
-
-    @property
-    def local(self) -> Address:
-        return self._local or Address("", 0)
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self._tls
 
     @property
     def closed(self) -> bool:

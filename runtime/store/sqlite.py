@@ -31,8 +31,8 @@ from .writer import Job, Writer
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "DEFAULT_MAX_PENDING", "SqliteStore", "open_sqlite_store"]
 
 #: How long a write (or the open) waits for another connection's lock before it
-#: fails with StoreError.  5 s is what Python's sqlite3 and most SQLite wrappers
-#: use; a CLI tool's write holds the lock for milliseconds.
+#: fails with StoreError.  5 s is the default of Python's ``sqlite3.connect``; a
+#: CLI tool's write holds the lock for milliseconds.
 DEFAULT_BUSY_TIMEOUT = 5.0
 
 #: Writes queued or in flight before ``put`` and friends wait (back-pressure).
@@ -53,32 +53,35 @@ class _Ledger:
         self.slots = asyncio.Semaphore(max_pending)
         self.stats = StatsCounter()
 
-    def deliver(self, jobs: list[Job], outcomes: list[Outcome] | None, error: StoreError | None) -> None:
+    def deliver(self, jobs: list[Job], result: list[Outcome] | StoreError) -> None:
         stats = self.stats
         stats.writes += len(jobs)
         stats.pending -= len(jobs)
-        if outcomes is not None:
+        if isinstance(result, StoreError):
+            if self.log is not None:
+                self.log.error("store write failed", path=self.where, writes=len(jobs), error=str(result))
+            outcomes = [Outcome(error=_copy(result)) for _ in jobs]
+        else:
             stats.commits += 1
             stats.committed_writes += len(jobs)
-        elif self.log is not None and error is not None:
-            self.log.error("store write failed", path=self.where, writes=len(jobs), error=str(error))
-        for i, job in enumerate(jobs):
+            outcomes = result
+        for job, outcome in zip(jobs, outcomes, strict=True):
             self.slots.release()
-            failure: BaseException | None
-            if outcomes is None:
-                # One exception object per caller: each raise extends its traceback.
-                failure = StoreError(str(error))
-                failure.__cause__ = error.__cause__ if error is not None else None
-            else:
-                failure = outcomes[i].error
-            if failure is not None:
+            if outcome.error is not None:
                 stats.failures += 1
             if job.future.done():  # the caller was cancelled; its write may still have landed
                 continue
-            if failure is None:
-                job.future.set_result(outcomes[i].value if outcomes is not None else None)
+            if outcome.error is None:
+                job.future.set_result(outcome.value)
             else:
-                job.future.set_exception(failure)
+                job.future.set_exception(outcome.error)
+
+
+def _copy(error: StoreError) -> StoreError:
+    """One exception object per caller: each raise extends the traceback it carries."""
+    copy = StoreError(str(error))
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 class SqliteStore:

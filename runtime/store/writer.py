@@ -38,9 +38,9 @@ class Job:
     future: asyncio.Future[object]
 
 
-#: called in the loop thread once per group: the jobs, then either their outcomes
-#: (the group committed) or the error that failed the whole group
-Deliver = Callable[[list[Job], list[Outcome] | None, StoreError | None], None]
+#: called in the loop thread once per group with the jobs and either their
+#: outcomes (the group committed) or the error that failed the whole group
+Deliver = Callable[[list[Job], list[Outcome] | StoreError], None]
 
 
 class Writer(Generic[T]):
@@ -151,14 +151,14 @@ class Writer(Generic[T]):
             ops = [job.op for job in jobs]
             outcomes = apply_group(conn, ops, self._where, busy_timeout=self._busy_timeout)
         except StoreError as exc:
-            self._post(self._deliver, jobs, None, exc)
+            self._post(self._deliver, jobs, exc)
         except Exception as exc:
             # A bug of ours: fail the group loudly rather than leave its callers waiting.
             failure = StoreError(f"store {self._where}: writer failed: {exc!r}")
             failure.__cause__ = exc
-            self._post(self._deliver, jobs, None, failure)
+            self._post(self._deliver, jobs, failure)
         else:
-            self._post(self._deliver, jobs, outcomes, None)
+            self._post(self._deliver, jobs, outcomes)
 
 
 def _settle(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:

@@ -60,6 +60,14 @@ def test_kinds() -> None:
     assert parse(["--verbose=false"]).verbose is False
 
 
+def test_flag_values_are_not_split_at_commas() -> None:
+    declared = [Option("header", STR, [], "a header", repeat=True)]
+    options = parse_options("web", declared, ["--header", "Cache-Control: public, max-age=60"], {})
+    assert options.header == ["Cache-Control: public, max-age=60"]
+    options = parse_options("web", declared, [], {"WEB_HEADER": "a,b"})
+    assert options.header == ["a", "b"]
+
+
 def test_repeat_flags_replace_lower_sources() -> None:
     options = parse(["--listen", "[::1]:53", "--listen", "10.0.0.1:53"], env={"DNS_LISTEN": "127.0.0.2:53"})
     assert options.listen == [Address("::1", 53), Address("10.0.0.1", 53)]

@@ -284,6 +284,21 @@ async def test_locked_file_fails_the_open_after_the_busy_timeout(tmp_path: Path)
     assert writer_threads() == []
 
 
+async def test_cancelled_open_leaves_no_thread(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with await open_sqlite_store(path):
+        pass
+    lock = Lock(path, "EXCLUSIVE")
+    try:
+        with pytest.raises(TimeoutError):
+            # Cancelled at once, while the writer thread waits for the lock.
+            async with asyncio.timeout(0):
+                await open_sqlite_store(path, busy_timeout=SHORT_BUSY)
+    finally:
+        lock.release()
+    assert writer_threads() == []
+
+
 async def test_locked_file_fails_writes_but_not_reads(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     async with await open_sqlite_store(path, busy_timeout=SHORT_BUSY) as store:
@@ -403,15 +418,18 @@ async def test_cancelled_write_leaves_the_store_working(tmp_path: Path) -> None:
 async def test_aclose_flushes_pending_writes_and_joins_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     store = await open_sqlite_store(path)
-    assert len(writer_threads()) == 1
-    async with asyncio.TaskGroup() as tg:
-        for i in range(500):
-            tg.create_task(store.put(f"k{i}", b"v"))
-        await settle(lambda: store.statistics().queue_depth + store.statistics().writes == 500, "queued")
+    try:
+        assert len(writer_threads()) == 1
+        async with asyncio.TaskGroup() as tg:
+            for i in range(500):
+                tg.create_task(store.put(f"k{i}", b"v"))
+            await settle(lambda: store.statistics().queue_depth + store.statistics().writes == 500, "queued")
+            await store.aclose()
+        assert writer_threads() == []
+        with pytest.raises(StoreError, match="after aclose"):
+            await store.put("late", b"v")
+    finally:
         await store.aclose()
-    assert writer_threads() == []
-    with pytest.raises(StoreError, match="after aclose"):
-        await store.put("late", b"v")
     async with await open_sqlite_store(path) as again:
         assert len(again.keys()) == 500
 

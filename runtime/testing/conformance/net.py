@@ -9,6 +9,7 @@ implementation (host, memory, image) must pass all of it.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,25 @@ class NetConformance:
             await client.aclose()
             await listener.aclose()
         assert listener.statistics().accepted == 1
+
+    async def test_half_closed_client_still_gets_its_answer(self, net_env: NetEnv) -> None:
+        async def handler(stream: Stream) -> None:
+            request = b""
+            while chunk := await stream.receive():
+                request += chunk
+            await stream.send(b"got " + request)
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve(handler))
+            client = await net_env.client.connect_tcp(listener.address)
+            await client.send(b"everything")
+            transport = getattr(client, "transport", None)
+            assert transport is not None
+            transport.write_eof()
+            assert await asyncio.wait_for(_read_exactly(client, 14), BOUND) == b"got everything"
+            await client.aclose()
+            await listener.aclose()
 
     async def test_receive_respects_max_bytes(self, net_env: NetEnv) -> None:
         got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -235,6 +255,24 @@ class NetConformance:
             await client.send(b"secret")
             assert await asyncio.wait_for(_read_exactly(client, 6), BOUND) == b"secret"
             await client.aclose()
+            await listener.aclose()
+
+    async def test_tls_certificate_swap_keeps_open_connections(self, net_env: NetEnv) -> None:
+        listener = await net_env.server.listen_tcp(net_env.address(), tls=_tls())
+        new_cert, new_key = make_self_signed(["localhost"])
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve(_echo))
+            old = await net_env.client.connect_tcp(listener.address, tls=_client_tls())
+            listener.set_tls(TLSConfig(cert_pem=new_cert, key_pem=new_key))
+            new = await net_env.client.connect_tcp(
+                listener.address, tls=TLSConfig(ca_pem=new_cert, server_hostname="localhost")
+            )
+            for stream in (old, new):
+                await stream.send(b"still")
+                assert await asyncio.wait_for(_read_exactly(stream, 5), BOUND) == b"still"
+                await stream.aclose()
+            with pytest.raises(ssl.SSLError):  # the old certificate is no longer served
+                await net_env.client.connect_tcp(listener.address, tls=_client_tls())
             await listener.aclose()
 
     async def test_start_tls_upgrade(self, net_env: NetEnv) -> None:
