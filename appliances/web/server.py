@@ -160,6 +160,7 @@ class WebService:
                 "request", **access_fields(event, response, peer)
             )
         self.tls_files: tuple[bytes, bytes] | None = None
+        self.https: list[StreamListener] = []
 
     # ----------------------------------------------------------------- sites
 
@@ -184,11 +185,27 @@ class WebService:
         app = self.build_app()
         self.web.responder = app
         self.stats.reloads.inc()
-        if self.tls_files is not None and self.read_tls_files() != self.tls_files:
-            self.log.warning(
-                "the TLS certificate or key changed on disk; restart to use it "
-                "(the listener keeps the one it was opened with)"
-            )
+        if self.tls_files is not None:
+            self.reload_tls()
+
+    def reload_tls(self) -> None:
+        """New handshakes get the certificate now on disk; open connections
+        keep their session.  A pair that does not load keeps the old one."""
+        files = self.read_tls_files()
+        if files is None or files == self.tls_files:
+            return
+        config = TLSConfig(files[0], files[1], alpn=TLS_ALPN)
+        try:
+            # Every listener gets the same pair: if it does not load, the first
+            # refuses it and none has changed.
+            for listener in self.https:
+                listener.set_tls(config)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--tls-cert/--tls-key: {exc}; keeping the old certificate", option="tls_cert"
+            ) from None
+        self.tls_files = files
+        self.log.info("TLS certificate reloaded", sha256=fingerprint(files[0]))
 
     # ----------------------------------------------------------------- TLS
 
@@ -266,6 +283,7 @@ class WebService:
                     raise ConfigError(f"--tls-cert/--tls-key: {exc}", option="tls_cert") from None
                 https.append(listener)
                 opened.append(("https", listener, self.web))
+            self.https = https
             first = https[0].address
             host = "localhost" if first.host in _WILDCARDS else first.host
             redirector = Redirector(

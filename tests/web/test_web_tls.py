@@ -161,21 +161,27 @@ async def test_redirect_listener_sends_clients_to_https(cert_files: tuple[Path, 
         assert out == (DEMO / "style.css").read_bytes()
 
 
-async def test_reload_reports_a_changed_certificate(cert_files: tuple[Path, Path]) -> None:
+async def test_reload_swaps_the_certificate_for_new_connections(cert_files: tuple[Path, Path]) -> None:
     cert, key = cert_files
     argv = ["--tls-listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key)]
     async with start_web(argv) as app:
         https = app.address("tcp", 1)
         before = (await asyncio.to_thread(_handshake, https))[0]
         assert await app.reload() == []
-        assert not [r for r in log_records(app) if "restart to use it" in str(r["msg"])]
+        assert not [r for r in log_records(app) if r["msg"] == "TLS certificate reloaded"]
+        # A pair that does not load is refused and the old certificate stays.
+        other_cert, _ = make_self_signed(["other"])
+        cert.write_bytes(other_cert)
+        problems = await app.reload()
+        assert len(problems) == 1 and "keeping the old certificate" in problems[0]
+        assert (await asyncio.to_thread(_handshake, https))[0] == before
         new_cert, new_key = make_self_signed(["localhost"])
         cert.write_bytes(new_cert)
         key.write_bytes(new_key)
         assert await app.reload() == []
-        assert [r for r in log_records(app) if "restart to use it" in str(r["msg"])]
-        # The limitation, as documented: the listener keeps its certificate.
-        assert (await asyncio.to_thread(_handshake, https))[0] == before
+        assert [r for r in log_records(app) if r["msg"] == "TLS certificate reloaded"]
+        after = (await asyncio.to_thread(_handshake, https))[0]
+        assert after != before
 
 
 def test_tls_configuration_errors(cert_files: tuple[Path, Path]) -> None:
