@@ -10,7 +10,7 @@ import pytest
 import uvloop
 
 #: test modules whose async tests run once per loop implementation
-BOTH_LOOPS = {"test_net", "test_runtime_appliance"}
+BOTH_LOOPS = {"test_net", "test_runtime_appliance", "test_store"}
 
 
 def pytest_asyncio_loop_factories(

@@ -7,10 +7,12 @@ import asyncio
 import functools
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -252,18 +254,52 @@ async def test_unusable_paths_are_refused(tmp_path: Path) -> None:
         await open_sqlite_store(tmp_path / "dir")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory")
-async def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    async with await open_sqlite_store(locked / "store.sqlite3"):
-        pass
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(StoreError, match="not writable"):
+def _unwritable_directory_case(base: Path) -> str:
+    """Open, then refuse once the directory is read-only; returns the error text."""
+
+    async def case() -> str:
+        locked = base / "locked"
+        locked.mkdir()
+        async with await open_sqlite_store(locked / "store.sqlite3"):
+            pass
+        locked.chmod(0o500)
+        try:
             await open_sqlite_store(locked / "store.sqlite3")
-    finally:
-        locked.chmod(0o700)
+        except StoreError as exc:
+            return str(exc)
+        finally:
+            locked.chmod(0o700)
+        return "opened"
+
+    return asyncio.run(case())
+
+
+def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        assert "not writable" in _unwritable_directory_case(tmp_path)
+        return
+    # Root writes anywhere: drop to an unprivileged user in a forked child
+    # (the interpreter is already loaded there, so it needs no file access).
+    # pytest's own temporary tree is private to root, so use one under /tmp.
+    base = Path(tempfile.mkdtemp(prefix="store-unwritable-"))
+    base.chmod(0o777)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            message = _unwritable_directory_case(base)
+        except BaseException as exc:
+            message = f"child failed: {exc!r}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    shutil.rmtree(base)
+    assert "not writable" in message, message
 
 
 # --------------------------------------------------------------------- locks
