@@ -112,8 +112,6 @@ def common_options(appliance: Appliance) -> list[Option]:
         Option(
             "metrics_listen", ADDRESS, None, "serve Prometheus metrics over HTTP here", metavar="ADDR:PORT"
         ),
-        Option("console_listen", ADDRESS, None, "SSH admin console address", metavar="ADDR:PORT"),
-        Option("console_keys", PATH, None, "authorized_keys file for the console", metavar="FILE"),
         Option("data", STR, [], "data directory for a named data device", repeat=True, metavar="NAME=DIR"),
         Option("version", BOOL, False, "print the version and exit"),
     ]
