@@ -13,7 +13,7 @@ does not wait is not ``async``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
@@ -318,9 +318,12 @@ class DatagramEndpoint(Protocol):
     @property
     def address(self) -> Address: ...
 
-    async def serve(self, handler: DatagramHandler) -> None:
-        """Install the handler (every datagram is then one synchronous call) and
-        wait until the runtime stops or the call is cancelled."""
+    def serve(self, handler: DatagramHandler) -> Coroutine[Any, Any, None]:
+        """Install the handler at once (every datagram is then one synchronous
+        call, even before the returned coroutine runs) and return a coroutine
+        that waits until the runtime stops or it is cancelled:
+        ``group.create_task(endpoint.serve(handler)); ctx.ready()`` answers
+        from the first datagram."""
         ...
 
     def send(self, data: bytes, to: tuple[Any, ...]) -> None: ...
@@ -534,6 +537,11 @@ class Metrics(Protocol):
     def histogram(
         self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = ()
     ) -> Any: ...
+
+    def add_collector(self, collector: Callable[[], None]) -> None:
+        """Call ``collector`` before each render, to refresh values that are
+        cheaper to read then than to count on a hot path."""
+        ...
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""

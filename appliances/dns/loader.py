@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runtime.devices import Data
+from runtime import Data
 
 from .errors import Problem, ZoneError
 from .zone import Zone, load_zone

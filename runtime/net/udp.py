@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any
 
 from ..devices import Address, DatagramHandler, Log
@@ -76,10 +77,16 @@ class DatagramEndpointImpl(asyncio.DatagramProtocol):
     def statistics(self) -> DatagramStats:
         return DatagramStats(self._address, self._received, self._errors)
 
-    async def serve(self, handler: DatagramHandler) -> None:
+    def serve(self, handler: DatagramHandler) -> Coroutine[Any, Any, None]:
+        """Install ``handler`` at once (every datagram from now on is answered,
+        even before the returned coroutine first runs) and return the coroutine
+        that waits until the runtime stops or the endpoint closes."""
         if self._handler is not None:
             raise RuntimeError(f"datagram endpoint {self._address} is already serving")
         self._handler = handler
+        return self._serving()
+
+    async def _serving(self) -> None:
         stopping = asyncio.ensure_future(self._lifecycle.wait_stopping())
         closed = asyncio.ensure_future(self._closed.wait())
         try:

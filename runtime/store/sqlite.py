@@ -190,7 +190,7 @@ class SqliteStore:
                 log = self._ledger.log
                 if log is not None:
                     stats = self.statistics()
-                    log.info(
+                    log.debug(
                         "store closed",
                         path=self._where,
                         commits=stats.commits,
@@ -237,7 +237,9 @@ async def open_sqlite_store(
         await writer.stop()
         raise
     if log is not None:
-        log.info(
+        # Debug: the appliance's own "ready" line is the first thing an
+        # operator reads at start.
+        log.debug(
             "store open",
             path=where,
             created=opened.created,

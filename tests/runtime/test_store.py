@@ -497,10 +497,10 @@ async def test_log_lines(tmp_path: Path) -> None:
             lock.release()
     records = [(r["level"], r["msg"], r["fields"]) for r in sink.records]
     assert [(level, msg) for level, msg, _ in records] == [
-        ("info", "store open"),
+        ("debug", "store open"),
         ("info", "store migrated"),
         ("error", "store write failed"),
-        ("info", "store closed"),
+        ("debug", "store closed"),
     ]
     opened, migrated, failed, closed = (fields for _, _, fields in records)
     assert opened["path"] == str(path) and opened["created"] is True and "check_seconds" in opened

@@ -1,0 +1,5 @@
+from runtime import main
+
+from . import APPLIANCE
+
+main(APPLIANCE)
