@@ -218,6 +218,9 @@ class LogSink:
             self._levels[_check_component(component)] = _LEVEL_NUMBERS[parse_level(component_level)]
         self._generation = 0
         self._known: dict[str, None] = {}
+        #: component prefix -> stream for records routed away from the main output
+        self._routes: dict[str, TextIO] = {}
+        self._route_cache: dict[str, TextIO | None] = {}
         self._ring: deque[str] = deque(maxlen=tail_lines)
         # Records may arrive from other threads through the stdlib bridge (libraries
         # log from executor threads); the lock keeps a line and its ring entry whole.
@@ -308,6 +311,12 @@ class LogSink:
         """Format and write one record.  Loggers call this after their level check;
         it does no level check of its own."""
         now = self._clock()
+        if self._routes:
+            cache = self._route_cache
+            route = cache[component] if component in cache else self._route_for(component)
+            if route is not None:
+                self._write_routed(route, now, level, component, msg, fields, exc)
+                return
         if self._format == "text":
             line = self._format_text(now, level, component, msg, fields, exc)
         else:
@@ -315,6 +324,64 @@ class LogSink:
         with self._lock:
             self._ring.append(line)
             self._deliver(now, level, component, msg, fields, exc, line)
+
+    # ----------------------------------------------------------------- routes
+
+    def route(self, component: str, stream: TextIO | None) -> None:
+        """Send the records of ``component`` and its children to ``stream``
+        instead of the main output (None removes the route).
+
+        Routed records are written bare, for record streams that carry their
+        own time (access logs): in the text format the message and its fields
+        only, in JSON the whole record.  They do not enter the ``tail`` ring.
+        """
+        _check_component(component)
+        if stream is None:
+            self._routes.pop(component, None)
+        else:
+            self._routes[component] = stream
+        self._route_cache.clear()
+
+    def _route_for(self, component: str) -> TextIO | None:
+        name = component
+        while True:
+            if name in self._routes:
+                found: TextIO | None = self._routes[name]
+                break
+            if "." not in name:
+                found = None
+                break
+            name = name.rpartition(".")[0]
+        if len(self._route_cache) < MAX_KNOWN_COMPONENTS:
+            self._route_cache[component] = found
+        return found
+
+    def _write_routed(
+        self,
+        stream: TextIO,
+        now: float,
+        level: int,
+        component: str,
+        msg: str,
+        fields: dict[str, Any],
+        exc: BaseException | None,
+    ) -> None:
+        if self._format == "json":
+            line = self._format_json(now, level, component, msg, fields, exc)
+        else:
+            text = _clip(msg) if type(msg) is str else _clip(_safe_str(msg))
+            parts = [text if text.isprintable() else _escape_controls(text)]
+            for key, value in fields.items():
+                parts += (" ", _text_key(key), "=", _text_value(value))
+            line = "".join(parts)
+        with self._lock:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except Exception:
+                self._dropped += 1
+            else:
+                self._lines += 1
 
     def _deliver(
         self,

@@ -74,8 +74,8 @@ def configure(
     options = parse_options(appliance.name, appliance.all_options(), argv, environ, kernel_cmdline)
     if options.help:
         return options
-    levels = _parse_log_levels(options.get("log_level"))
-    del levels
+    _parse_log_levels(options.get("log_level"))
+    _parse_log_files(options.get("log_file"))
     if options.get("workers") > 1:
         if not appliance.workers:
             raise ConfigError(f"--workers: {appliance.name} runs as a single process", option="workers")
@@ -121,6 +121,12 @@ def run_process(appliance: Appliance, options: Options, err: TextIO, *, worker: 
         sink.set_level(component, level)
     log = sink.logger(appliance.name)
     loop_factory = _loop_factory(options.get("loop"), log)
+    log_files = LogFiles(sink, _parse_log_files(options.get("log_file")))
+    try:
+        log_files.open()
+    except OSError as exc:
+        print(f"{appliance.name}: --log-file: cannot open {exc.filename}: {exc.strerror}", file=err)
+        return EXIT_STARTUP
 
     async def start() -> int:
         lifecycle = Lifecycle()
@@ -132,7 +138,7 @@ def run_process(appliance: Appliance, options: Options, err: TextIO, *, worker: 
             for problem in exc.problems:
                 print(f"{appliance.name}: {problem}", file=err)
             return EXIT_STARTUP
-        extras: dict[str, Any] = {"worker": worker, "log_sink": sink}
+        extras: dict[str, Any] = {"worker": worker, "log_sink": sink, "reopen_logs": log_files.open}
         return await serve_appliance(appliance, options, devices, lifecycle, log, sink=sink, extras=extras)
 
     bridge = capture_stdlib_logging(sink)
@@ -143,6 +149,7 @@ def run_process(appliance: Appliance, options: Options, err: TextIO, *, worker: 
         return EXIT_OK
     finally:
         bridge.close()
+        log_files.close()
 
 
 def _loop_factory(choice: str, log: Log) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -309,6 +316,12 @@ async def reload(ctx: Context) -> list[str]:
     line per problem (also logged); an empty list means the reload took."""
     log = ctx.log
     problems: list[str] = []
+    reopen_logs = ctx.extras.get("reopen_logs")
+    if reopen_logs is not None:
+        try:
+            reopen_logs()  # after log rotation, write to the new files
+        except OSError as exc:
+            problems.append(f"--log-file: cannot reopen {exc.filename}: {exc.strerror}")
     devices: Devices | None = ctx.extras.get("devices")
     if devices is not None:
         mounted = list(devices.data.values()) + [f.data for files in devices.files.values() for f in files]
@@ -339,6 +352,42 @@ async def _backstop(lifecycle: Lifecycle, main_task: asyncio.Task[None], drain: 
     if not main_task.done():
         log.warning("appliance did not stop within the drain timeout; cancelling", drain_timeout=drain)
         main_task.cancel()
+
+
+class LogFiles:
+    """Files that log components are routed to (``--log-file``), reopened on
+    reload so that rotating them (rename, then SIGHUP) works as for nginx."""
+
+    def __init__(self, sink: LogSink, routes: list[tuple[str, str]]) -> None:
+        self._sink = sink
+        self._routes = routes
+        self._open: list[TextIO] = []
+
+    def open(self) -> None:
+        """(Re)open every file in append mode and route its component to it."""
+        fresh: list[TextIO] = [open(path, "a", buffering=1, encoding="utf-8") for _, path in self._routes]
+        for (component, _), stream in zip(self._routes, fresh, strict=True):
+            self._sink.route(component, stream)
+        old, self._open = self._open, fresh
+        for stream in old:
+            stream.close()
+
+    def close(self) -> None:
+        for component, _ in self._routes:
+            self._sink.route(component, None)
+        for stream in self._open:
+            stream.close()
+        self._open = []
+
+
+def _parse_log_files(entries: list[str]) -> list[tuple[str, str]]:
+    routes = []
+    for entry in entries:
+        component, eq, path = entry.partition("=")
+        if not eq or not component or not path or not all(part for part in component.split(".")):
+            raise ConfigError(f"--log-file: expected COMPONENT=FILE, got {entry!r}", option="log_file")
+        routes.append((component, path))
+    return routes
 
 
 def _parse_log_levels(text: str) -> list[tuple[str, str]]:

@@ -9,8 +9,8 @@ flood the log), and the endpoint goes on.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from ..devices import Address, DatagramHandler, Log

@@ -135,9 +135,7 @@ def test_text_exception_lines_are_indented() -> None:
     # An exception that was never raised has no frames: its traceback is one line.
     sink.logger("dns").exception("load failed", ValueError("bad\nzone"), file="z.db")
     assert out.getvalue() == (
-        "2026-11-28T18:49:31.123Z ERROR dns: load failed file=z.db\n"
-        "    ValueError: bad\n"
-        "    zone\n"
+        "2026-11-28T18:49:31.123Z ERROR dns: load failed file=z.db\n    ValueError: bad\n    zone\n"
     )
     assert sink.tail(1) == [out.getvalue().rstrip("\n")]
 
@@ -273,7 +271,7 @@ def test_root_level_cannot_be_removed() -> None:
         sink.set_level("", None)
 
 
-@pytest.mark.parametrize("component", ["", "a..b", ".a", "a.", "has space", "colon:", "quote\""])
+@pytest.mark.parametrize("component", ["", "a..b", ".a", "a.", "has space", "colon:", 'quote"'])
 def test_bad_components_are_refused(component: str) -> None:
     sink = LogSink(io.StringIO())
     with pytest.raises(ValueError, match="bad log component"):
@@ -544,3 +542,38 @@ def test_records_from_threads_stay_whole(clean_root_logger: logging.Logger) -> N
     assert sorted(r["msg"] for r in records) == sorted(
         f"step {i} of worker {n}" for n in range(4) for i in range(200)
     )
+
+
+def test_routes_send_a_component_and_its_children_elsewhere_bare() -> None:
+    import io
+
+    main, routed = io.StringIO(), io.StringIO()
+    sink = LogSink(main, clock=lambda: 0.0)
+    sink.route("web.access", routed)
+    sink.logger("web.access").info('1.2.3.4 - - "GET / HTTP/1.1" 200 5')
+    sink.logger("web.access.tls").info("handshake", peer="1.2.3.4")
+    sink.logger("web").info("ready")
+    assert routed.getvalue() == '1.2.3.4 - - "GET / HTTP/1.1" 200 5\nhandshake peer=1.2.3.4\n'
+    assert main.getvalue() == "1970-01-01T00:00:00.000Z INFO  web: ready\n"
+    assert sink.tail(10) == ["1970-01-01T00:00:00.000Z INFO  web: ready"]
+    sink.route("web.access", None)
+    sink.logger("web.access").info("back")
+    assert main.getvalue().endswith("INFO  web.access: back\n")
+
+
+def test_routes_in_json_keep_the_whole_record() -> None:
+    import io
+    import json
+
+    main, routed = io.StringIO(), io.StringIO()
+    sink = LogSink(main, format="json", clock=lambda: 0.0)
+    sink.route("web.access", routed)
+    sink.logger("web.access").info("request", status=200)
+    assert json.loads(routed.getvalue()) == {
+        "ts": "1970-01-01T00:00:00.000Z",
+        "level": "info",
+        "component": "web.access",
+        "msg": "request",
+        "status": 200,
+    }
+    assert main.getvalue() == ""
