@@ -1,6 +1,6 @@
 """Overhead of the runtime's net device on the hot path, against bare uvloop.
 
-    python bench/runtime.py [--rounds 3] [--seconds 5] [--no-record]
+    python -m bench.runtime [--rounds 3] [--seconds 5] [--no-record]
 
 Four servers, each in its own process pinned to CPU 0, the load generator
 pinned to CPU 1, round-robin over several rounds in one run:
@@ -35,6 +35,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from bench.procstats import cpu_seconds  # noqa: E402
+
 MODES = ("udp-bare", "udp-device", "tcp-bare", "tcp-device", "tcp-callback")
 PAYLOAD = b"x" * 64
 UDP_WINDOW = 32
@@ -174,12 +178,6 @@ async def tcp_load(port: int, seconds: float) -> int:
     return done
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -245,7 +243,7 @@ def main() -> None:
     )
     print(table)
     if not args.no_record:
-        command = "python bench/runtime.py " + " ".join(sys.argv[1:])
+        command = "python -m bench.runtime " + " ".join(sys.argv[1:])
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         with open(HERE / "RESULTS.md", "a") as f:
             f.write(

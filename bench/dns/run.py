@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import os
-import platform
 import pstats
 import random
 import re
@@ -43,11 +41,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench import procstats  # noqa: E402
 from bench.dns.core import make_zone  # noqa: E402
+from bench.procstats import cpu_seconds, rss_bytes  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 ORIGIN = "bench.test"
 QUERIES = 20_000
 #: dnsperf settings (``-c``, ``-q``, ``-T``), overridable by flags
@@ -69,44 +67,6 @@ def free_port() -> int:
                     continue
                 return port
     raise SystemExit("no free port")
-
-
-def tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
-
-
-def rss_bytes(pid: int) -> int:
-    total = 0
-    for p in tree(pid):
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-        except OSError:
-            continue
-    return total
 
 
 def soa_query() -> bytes:
@@ -361,23 +321,7 @@ def profile_ours(tmp: Path, zonefile: Path, queryfile: Path, seconds: int) -> st
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    versions = []
-    for command in (["nsd", "-v"], ["knotd", "--version"], ["dnsperf", "-h"]):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            text = (done.stdout + done.stderr).strip().splitlines()
-            versions.append(next((line for line in text if re.search(r"\d+\.\d+", line)), text[0]))
-        except (OSError, IndexError, StopIteration):
-            pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
-        + "; ".join(versions)
-    )
+    return procstats.machine([["nsd", "-v"], ["knotd", "--version"], ["dnsperf", "-h"]])
 
 
 def main() -> None:

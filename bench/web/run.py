@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import re
 import shutil
 import socket
@@ -40,14 +39,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench import procstats  # noqa: E402
+from bench.procstats import cpu_seconds, rss_bytes  # noqa: E402
+
 __all__ = ["main"]
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "RESULTS.md"
 SERVER_CPU = "0"
 WRK_CPU = "1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 NGINX_CONF = """
 worker_processes 1;
@@ -107,47 +109,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (nginx's master and worker)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLK_TCK
-
-
-def rss_bytes(pid: int) -> int:
-    total = 0
-    for p in _tree(pid):
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-        except OSError:
-            continue
-    return total
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:
@@ -349,31 +310,8 @@ def goals(results: list[Result]) -> list[str]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = []
-    for command in (["nginx", "-v"], ["wrk", "--version"]):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            versions.append((done.stdout + done.stderr).strip().splitlines()[0])
-        except (OSError, IndexError):
-            pass
-    try:
-        import uvicorn
-
-        versions.append(f"uvicorn {uvicorn.__version__}")
-    except ImportError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
-        + "; ".join(versions)
-    )
+    tools = [["nginx", "-v"], ["wrk", "--version"], [sys.executable, "-m", "uvicorn", "--version"]]
+    return procstats.machine(tools)
 
 
 def main() -> None:

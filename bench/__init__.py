@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks; results are appended to bench/RESULTS.md."""
