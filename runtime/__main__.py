@@ -8,6 +8,7 @@ python -m runtime run NAME [OPTIONS...]
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -97,11 +98,9 @@ def _all_appliances() -> dict[str, Appliance]:
     """Entry-point appliances, plus those in the ``appliances`` namespace of a
     source checkout (so ``list`` works before ``pip install``)."""
     found = discover()
-    try:
-        import appliances
-    except ImportError:
-        return found
-    for path in getattr(appliances, "__path__", []):
+    # Looked up by name: the runtime depends on no appliance.
+    spec = importlib.util.find_spec("appliances")
+    for path in spec.submodule_search_locations or [] if spec is not None else []:
         try:
             names = sorted(os.listdir(path))
         except OSError:
