@@ -7,7 +7,10 @@ An appliance imports only this module (and its own protocol libraries)::
 Everything here is public and stable; submodules are the runtime's own.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .appliance import NET, STORE, Appliance, Context, DataSpec, discover, load
+from .console import Call, Command, Reply, UsageError, find_service, table_text
 from .devices import (
     Address,
     Clock,
@@ -28,9 +31,11 @@ from .devices import (
     format_address,
 )
 from .errors import ConfigError, DeviceError, StartupError
-from .net.certs import make_self_signed
 from .options import ADDRESS, BOOL, DURATION, FILE, FLOAT, INT, PATH, SIZE, STR, Kind, Option, Options, choice
 from .run import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, main, run
+
+if TYPE_CHECKING:
+    from .net.certs import make_self_signed
 
 __all__ = [
     "ADDRESS",
@@ -50,7 +55,9 @@ __all__ = [
     "STR",
     "Address",
     "Appliance",
+    "Call",
     "Clock",
+    "Command",
     "ConfigError",
     "Context",
     "Data",
@@ -67,17 +74,32 @@ __all__ = [
     "Option",
     "Options",
     "Random",
+    "Reply",
     "StartupError",
     "Store",
     "Stream",
     "StreamListener",
     "TLSConfig",
     "TLSInfo",
+    "UsageError",
     "choice",
     "discover",
+    "find_service",
     "format_address",
     "load",
     "main",
     "make_self_signed",
     "run",
+    "table_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # make_self_signed is imported on first use: it pulls in cryptography (a
+    # 14 MB shared object), which an appliance that makes no certificate (the
+    # DNS image) must not carry.
+    if name == "make_self_signed":
+        from .net.certs import make_self_signed
+
+        return make_self_signed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

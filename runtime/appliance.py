@@ -15,12 +15,15 @@ import importlib
 import importlib.metadata
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .devices import Address, Clock, Data, DataFile, Log, Metrics, Net, Random, Store
 from .errors import DeviceError
 from .lifecycle import Lifecycle
-from .options import ADDRESS, BOOL, DURATION, INT, PATH, STR, Option, Options, choice
+from .options import ADDRESS, BOOL, DURATION, FILE, INT, PATH, STR, Option, Options, choice
+
+if TYPE_CHECKING:
+    from .console.command import Command
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -35,6 +38,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "runtime.appliances"
+
+_T = TypeVar("_T")
 
 #: device names an appliance may declare (clock, random, log and metrics are ambient)
 NET = "net"
@@ -73,6 +78,8 @@ class Appliance:
     listen: tuple[str, ...] = ()
     #: the appliance may run as several processes sharing listeners (SO_REUSEPORT)
     workers: bool = False
+    #: the appliance's own console commands, after the runtime's (``runtime.console``)
+    console: tuple[Command, ...] = ()
 
     def all_options(self) -> list[Option]:
         """Common options first, then data options, then the appliance's own."""
@@ -119,6 +126,28 @@ def common_options(appliance: Appliance) -> list[Option]:
         Option("idle_timeout", DURATION, 60.0, "close a stream connection idle this long", minimum=0.001),
         Option(
             "metrics_listen", ADDRESS, None, "serve Prometheus metrics over HTTP here", metavar="ADDR:PORT"
+        ),
+        Option(
+            "console_listen",
+            ADDRESS,
+            None,
+            "serve the SSH admin console here (needs --console-keys)",
+            metavar="ADDR:PORT",
+        ),
+        Option(
+            "console_keys",
+            FILE,
+            None,
+            "OpenSSH authorized_keys file of the console's operators",
+            metavar="FILE",
+        ),
+        Option(
+            "console_host_key",
+            FILE,
+            None,
+            "the console's SSH host key (default: made once, kept in the state directory)",
+            metavar="FILE",
+            secret=True,
         ),
         Option("data", STR, [], "data directory for a named data device", repeat=True, metavar="NAME=DIR"),
         Option("version", BOOL, False, "print the version and exit"),
@@ -171,6 +200,7 @@ class Context:
         self._store = store
         self._data = data or {}
         self._reload_hooks: list[Callable[[], Awaitable[None] | None]] = []
+        self._services: list[object] = []
         self._ready = asyncio.Event()
         #: target-specific facts (e.g. the listeners actually bound, the worker index)
         self.extras: dict[str, Any] = extras or {}
@@ -233,6 +263,18 @@ class Context:
 
     def request_stop(self) -> None:
         self.lifecycle.request_stop()
+
+    def provide(self, service: object) -> None:
+        """Make the appliance's running service object findable by class, for
+        its console commands (``ctx.service(DnsServer)``)."""
+        self._services.append(service)
+
+    def service(self, kind: type[_T]) -> _T | None:
+        """The object of class ``kind`` given to ``provide``, or None."""
+        for service in self._services:
+            if isinstance(service, kind):
+                return service
+        return None
 
     def on_reload(self, hook: Callable[[], Awaitable[None] | None]) -> None:
         """Call ``hook`` on SIGHUP and on the console's ``reload``."""

@@ -22,11 +22,11 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .ambient import SystemClock, SystemRandom
 from .appliance import Appliance, Context
-from .devices import ListenerStats, Log
+from .devices import Address, ListenerStats, Log
 from .errors import ConfigError, DeviceError, StartupError
 from .kv import DirectoryData
 from .lifecycle import Lifecycle
@@ -34,6 +34,9 @@ from .log import LogSink, capture_stdlib_logging, parse_level
 from .metrics import Registry, add_process_metrics, serve_metrics
 from .options import Options, parse_options
 from .targets.base import Devices
+
+if TYPE_CHECKING:
+    from .console.ssh import Console
 
 __all__ = [
     "EXIT_CONFIG",
@@ -76,6 +79,10 @@ def configure(
         return options
     _parse_log_levels(options.get("log_level"))
     _parse_log_files(options.get("log_file"))
+    if options.get("console_listen") is not None and not options.get("console_keys"):
+        raise ConfigError(
+            "--console-listen needs --console-keys FILE (no console without keys)", option="console_keys"
+        )
     if options.get("workers") > 1:
         if not appliance.workers:
             raise ConfigError(f"--workers: {appliance.name} runs as a single process", option="workers")
@@ -242,6 +249,12 @@ async def serve_appliance(
                 listener = await devices.service_net.listen_tcp(metrics_at)
                 log.info("metrics", listen=str(listener.address))
                 helpers.append(group.create_task(serve_metrics(listener, registry)))
+            console_at = options.get("console_listen") if "console_listen" in options.declared else None
+            if console_at is not None and devices.service_net is not None:
+                console = await _open_console(
+                    ctx, devices, console_at, log, sink, lambda: _queue_reload(reloads)
+                )
+                helpers.append(group.create_task(console.serve()))
             await asyncio.wait([main_task])
             lifecycle.request_stop()
             for helper in helpers:
@@ -269,6 +282,32 @@ async def serve_appliance(
     if status == EXIT_OK:
         log.info("stopped")
     return status
+
+
+async def _open_console(
+    ctx: Context,
+    devices: Devices,
+    address: Address,
+    log: Log,
+    sink: LogSink | None,
+    reload: Callable[[], Awaitable[list[str]]],
+) -> Console:
+    """Bind the SSH console (asyncssh is imported only when it is switched on)."""
+    from .console.ssh import open_console
+
+    assert devices.service_net is not None
+    console = await open_console(
+        ctx,
+        devices.service_net,
+        address,
+        log=log.child("console"),
+        state_dir=devices.state_dir,
+        sink=sink,
+        reload=reload,
+    )
+    ctx.on_reload(console.reload_keys)
+    log.info("console", listen=str(console.address), host_key_sha256=console.host_key_fingerprint)
+    return console
 
 
 def _add_net_metrics(registry: Registry, devices: Devices) -> None:

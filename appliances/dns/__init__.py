@@ -17,6 +17,7 @@ sends NOTIFY.
 from runtime import BOOL, DURATION, FILE, INT, NET, STORE, STR, Appliance, DataSpec, Option
 
 from .config import check_each, parse_keyed_address, parse_secondary, parse_transfer_rule
+from .console import COMMANDS as CONSOLE_COMMANDS
 from .rrl import DEFAULT_RATE, DEFAULT_SLIP, parse_prefix
 from .server import serve
 from .tsig import parse_key
@@ -114,4 +115,5 @@ APPLIANCE = Appliance(
     ),
     listen=("127.0.0.1:5353",),
     workers=True,
+    console=CONSOLE_COMMANDS,
 )

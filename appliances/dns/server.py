@@ -489,6 +489,7 @@ async def serve(ctx: Context) -> None:
     server = DnsServer(ctx, config)
     loaded = server.load()
     ctx.on_reload(server.reload)
+    ctx.provide(server)
     endpoints, listeners = await server.bind()
     zones = sorted(zone.name for zone in server.served.values())
     shown = ",".join(zones[:_READY_ZONES]) + (

@@ -34,6 +34,7 @@ from runtime import (
     choice,
 )
 
+from .console import COMMANDS as CONSOLE_COMMANDS
 from .options import check_cache_control, check_health_path, check_names
 from .server import serve
 
@@ -123,4 +124,5 @@ APPLIANCE = Appliance(
     ),
     listen=("127.0.0.1:8080",),
     workers=True,
+    console=CONSOLE_COMMANDS,
 )

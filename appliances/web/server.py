@@ -300,6 +300,7 @@ class WebService:
         ctx = self.ctx
         opened = await self.open_listeners()
         ctx.on_reload(self.reload)
+        ctx.provide(self)
         by_kind: dict[str, list[str]] = {}
         for kind, listener, _ in opened:
             by_kind.setdefault(kind, []).append(str(listener.address))

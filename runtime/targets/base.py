@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..appliance import Appliance
 from ..devices import Address, Data, DataFile, Net, Store
@@ -23,6 +24,8 @@ class Devices:
     #: files named by FILE options, per option name
     files: dict[str, list[DataFile]] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: where the runtime keeps its own small state (the console host key); None: nowhere
+    state_dir: Path | None = None
 
     @property
     def bound(self) -> list[tuple[str, Address]]:

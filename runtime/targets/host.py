@@ -57,6 +57,7 @@ async def open_host_devices(
 ) -> Devices:
     """Open every declared device, or raise StartupError listing each problem."""
     devices = Devices()
+    devices.state_dir = state_dir = Path(options.get("state_dir") or default_state_dir(appliance.name))
     problems = _open_data(appliance, options, devices)
 
     if NET in appliance.devices:
@@ -68,7 +69,6 @@ async def open_host_devices(
     devices.closers.append(service.aclose)
 
     if STORE in appliance.devices and not problems:
-        state_dir = Path(options.get("state_dir") or default_state_dir(appliance.name))
         try:
             store = await open_sqlite_store(state_dir / STORE_FILE, log=log.child("store"))
         except StoreError as exc:

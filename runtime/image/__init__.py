@@ -1,0 +1,38 @@
+"""The image target: what runs inside a built image (VM or container).
+
+``init`` is PID 1 (or the container's entry point): it prepares the VM (mounts,
+kernel modules, network, randomness, power button), then runs the appliance on
+host-style devices whose paths are fixed by the build (data baked under
+``/data``, the store under ``/var/lib/appliance``).  ``importer`` finds the
+extension modules that sit beside the frozen archive.  Paths shared with the
+build live here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONFIG_TOML",
+    "DATA_ROOT",
+    "EXT_DIR",
+    "IMAGE_CONFIG",
+    "INIT_ARGS",
+    "MODULE_DIR",
+    "STATE_DIR",
+]
+
+#: the build's record of what to run (JSON: appliance module, kernel modules, disk)
+IMAGE_CONFIG = "/etc/appliance.json"
+#: option values baked by the build (TOML, the lowest source above the defaults,
+#: so the kernel command line and flags still override them)
+CONFIG_TOML = "/etc/appliance.toml"
+#: one directory per data device
+DATA_ROOT = "/data"
+#: where the store lives: the data disk's mount point when there is one
+STATE_DIR = "/var/lib/appliance"
+#: extension modules (``<dotted name><EXT_SUFFIX>``): they cannot load from a zip
+EXT_DIR = "/lib/ext"
+#: kernel modules, flat, loaded in the order IMAGE_CONFIG lists
+MODULE_DIR = "/lib/modules"
+#: the interpreter's arguments: isolated (no PYTHON* from the kernel's
+#: environment, no user site), no site module (nothing to find), the init module
+INIT_ARGS = ("-I", "-S", "-m", "runtime.image.init")
