@@ -41,6 +41,10 @@ def describe(appliance: Appliance) -> str:
         default = f", default: embedded {spec.default}" if spec.default else ""
         lines.append(f"  data {spec.name}: {spec.help} ({where}--data {spec.name}=DIR{default})")
     lines.append(f"  workers: {'yes (SO_REUSEPORT)' if appliance.workers else 'single process'}")
+    for command in appliance.commands:
+        lines.append(f"  command {command.usage_line}: {command.help}")
+    for command in appliance.console:
+        lines.append(f"  console {command.usage_line}: {command.help}")
     lines.append("  options:")
     for option in appliance.all_options():
         default = option.show(option.default)

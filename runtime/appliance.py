@@ -80,6 +80,9 @@ class Appliance:
     workers: bool = False
     #: the appliance's own console commands, after the runtime's (``runtime.console``)
     console: tuple[Command, ...] = ()
+    #: commands on the appliance's state, run from the command line without
+    #: serving (``python -m appliances.NAME user add ...``) and in the console
+    commands: tuple[Command, ...] = ()
 
     def all_options(self) -> list[Option]:
         """Common options first, then data options, then the appliance's own."""

@@ -32,6 +32,7 @@ from .kv import DirectoryData
 from .lifecycle import Lifecycle
 from .log import LogSink, capture_stdlib_logging, parse_level
 from .metrics import Registry, add_process_metrics, serve_metrics
+from .offline import run_offline, split_command
 from .options import Options, parse_options
 from .targets.base import Devices
 
@@ -102,11 +103,14 @@ def run(
     stderr: TextIO | None = None,
 ) -> int:
     err = stderr or sys.stderr
+    option_argv, command = split_command(appliance, argv)
     try:
-        options = configure(appliance, argv, environ, kernel_cmdline)
+        options = configure(appliance, option_argv, environ, kernel_cmdline)
     except ConfigError as exc:
         print(f"{appliance.name}: {exc}", file=err)
         return EXIT_CONFIG
+    if command is not None and not options.help:
+        return run_offline(appliance, options, command, stderr=err)
     if options.help:
         print(help_text(appliance, options), file=sys.stdout)
         return EXIT_OK
@@ -459,6 +463,9 @@ def help_text(appliance: Appliance, options: Options) -> str:
         lines.append(f"      {option.help}")
         env = option.env_name(appliance.name)
         lines.append(f"      = {option.show(setting.value)}   [{setting.source}; env {env}]")
+    if appliance.commands:
+        lines += ["", f"commands (python -m appliances.{appliance.name} [OPTIONS] COMMAND [ARGS] [--json]):"]
+        lines += [f"  {command.usage_line:<30} {command.help}" for command in appliance.commands]
     lines.append("")
     lines.append("exit status: 0 stopped, 1 failed, 2 bad configuration, 3 a device could not be opened")
     return "\n".join(lines)

@@ -15,10 +15,11 @@ and failed (a reload with problems, an unknown zone), 2 the line was wrong
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ..appliance import Context
@@ -34,7 +35,9 @@ __all__ = [
     "Parsed",
     "Reply",
     "UsageError",
+    "execute",
     "table_text",
+    "write_reply",
 ]
 
 EXIT_OK = 0
@@ -153,6 +156,26 @@ class CommandTable:
         if group:
             raise UsageError("usage: " + " | ".join(group))
         raise UsageError(f"unknown command {words[0]!r} (type 'help' for the list)")
+
+
+async def execute(parsed: Parsed, call: Call) -> Reply:
+    """Run a parsed command; a UsageError it raises becomes its reply."""
+    try:
+        result = parsed.command.run(call)
+        return await result if isinstance(result, Awaitable) else result
+    except UsageError as exc:
+        return Reply.failed(str(exc), EXIT_USAGE)
+
+
+def write_reply(reply: Reply, *, json_mode: bool, out: TextIO, err: TextIO) -> None:
+    """Output in plain text or JSON, the error line apart."""
+    if json_mode:
+        data = reply.data if reply.data is not None else {"output": reply.text}
+        out.write(json.dumps(data, default=str, sort_keys=True) + "\n")
+    elif reply.text:
+        out.write(reply.text + "\n")
+    if reply.error:
+        err.write(reply.error + "\n")
 
 
 def table_text(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:

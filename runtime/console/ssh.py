@@ -35,11 +35,10 @@ Rules, checked in this order for every connection:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 import asyncssh
 
@@ -57,6 +56,8 @@ from .command import (
     CommandTable,
     Reply,
     UsageError,
+    execute,
+    write_reply,
 )
 from .keys import (
     MAX_KEYS_FILE,
@@ -492,21 +493,15 @@ class Console:
                     "stop": stop,
                 },
             )
-            result = parsed.command.run(call)
-            reply = await result if isinstance(result, Awaitable) else result
+            reply = await execute(parsed, call)
         except UsageError as exc:
             reply = Reply.failed(str(exc), EXIT_USAGE)
         except Exception as exc:
             self.log.exception("console command crashed", exc, command=line[:MAX_LINE], key=server.user)
             reply = Reply.failed(f"internal error: {type(exc).__name__}: {exc}")
-        if want_json:
-            data = reply.data if reply.data is not None else {"output": reply.text}
-            process.stdout.write(json.dumps(data, default=str, sort_keys=True) + "\n")
-        elif reply.text:
-            process.stdout.write(reply.text + "\n")
-        if reply.error:
-            # On a terminal, errors go with the output: stderr would race the prompt.
-            (process.stdout if tty else process.stderr).write(reply.error + "\n")
+        # On a terminal, errors go with the output: stderr would race the prompt.
+        out = cast(TextIO, process.stdout)
+        write_reply(reply, json_mode=want_json, out=out, err=out if tty else cast(TextIO, process.stderr))
         if reply.status != EXIT_OK:
             self.log.info("console command failed", command=line[:MAX_LINE], status=reply.status)
         return reply.status
@@ -575,7 +570,7 @@ async def open_console(
     ConfigError (bad keys) or DeviceError (address in use, state unwritable)."""
     keys = read_keys(ctx)
     host_key = host_key_for(ctx, state_dir, log)
-    commands = [*BUILTIN_COMMANDS, *cast(Sequence[Command], ctx.appliance.console)]
+    commands = [*BUILTIN_COMMANDS, *ctx.appliance.console, *ctx.appliance.commands]
     CommandTable(commands)  # a name declared twice fails here, at start
     limits = limits or ConsoleLimits()
     listener = await net.listen_tcp(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from runtime import NET, STORE, Appliance, Context, Stream, main
+from runtime import NET, STORE, Appliance, Call, Command, Context, Reply, Stream, main
 
 
 class Probe:
@@ -79,6 +79,31 @@ async def serve(ctx: Context) -> None:
             group.create_task(endpoint.serve(probe.datagram))
 
 
+def _keys(call: Call) -> Reply:
+    keys = call.ctx.store.keys()
+    return Reply("\n".join(keys), data=keys)
+
+
+async def _set(call: Call) -> Reply:
+    key, value = call.args
+    if value == "-":  # the value from standard input, as for a password
+        value = call.extras["stdin"].readline().rstrip("\n")
+    await call.ctx.store.put(key, value.encode())
+    return Reply(f"stored {key}")
+
+
+COMMANDS = (
+    Command("keys", _keys, "list the stored keys"),
+    Command(
+        "set",
+        _set,
+        "store VALUE under KEY ('-': read it from stdin)",
+        usage="KEY VALUE",
+        min_args=2,
+        max_args=2,
+    ),
+)
+
 APPLIANCE = Appliance(
     name="probe",
     summary="runtime test appliance",
@@ -87,6 +112,7 @@ APPLIANCE = Appliance(
     devices=frozenset({NET, STORE}),
     listen=("127.0.0.1:0",),
     workers=True,
+    commands=COMMANDS,
 )
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def run_probe(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--no-such-option"], {}, "unknown option --no-such-option"),
         (["--listen"], {}, "--listen: missing value"),
         ([], {"PROBE_MAX_CONNECTIONS": "0"}, "--max-connections (env PROBE_MAX_CONNECTIONS): bad value '0'"),
-        (["stray"], {}, "unexpected argument 'stray'"),
+        (["stray"], {}, "unknown command 'stray' (see --help)"),
     ],
 )
 def test_bad_option_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
@@ -256,3 +256,40 @@ def test_metrics_endpoint_reports_process_and_listener_metrics(tmp_path) -> None
         assert app.wait() == 0
     finally:
         app.stop()
+
+
+def test_offline_commands_work_on_the_store_of_a_running_server(tmp_path) -> None:
+    app = AppProcess(["--state-dir", str(tmp_path)])
+    try:
+        tcp = app.ready()["tcp"]
+        assert line_exchange(tcp, "put colour blue") == "stored"
+        # Options may stand before or after the command's words.
+        listed = run_probe("--state-dir", str(tmp_path), "keys", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.strip() == '["colour"]'
+        stored = run_probe("set", "size", "large", "--state-dir", str(tmp_path))
+        assert (stored.returncode, stored.stdout.strip()) == (0, "stored size")
+        assert line_exchange(tcp, "get size") == "large"
+        app.signal(signal.SIGTERM)
+        assert app.wait() == 0
+    finally:
+        app.stop()
+    import os
+
+    piped = subprocess.run(
+        [sys.executable, str(PROBE), "--state-dir", str(tmp_path), "set", "secret", "-"],
+        input="from stdin\n", capture_output=True, text=True, timeout=BOUND,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert run_probe("--state-dir", str(tmp_path), "keys").stdout.split() == ["colour", "secret", "size"]
+
+
+def test_offline_command_usage_errors_exit_2(tmp_path) -> None:
+    result = run_probe("--state-dir", str(tmp_path), "set", "only-key")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "probe: usage: set KEY VALUE"
+    result = run_probe("--state-dir", str(tmp_path), "frobnicate")
+    assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
+    helped = run_probe("--help")
+    assert "set KEY VALUE" in helped.stdout and "commands (" in helped.stdout
