@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DeviceError", "StartupError"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_STARTUP",
+    "ConfigError",
+    "DeviceError",
+    "StartupError",
+]
+
+#: Exit statuses, for supervisors (systemd ``RestartPreventExitStatus=2 3``):
+#: stopped as asked; failed while running; bad configuration or command line;
+#: a device could not be opened at start.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
 
 
 class ConfigError(ValueError):

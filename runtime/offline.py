@@ -25,16 +25,13 @@ from typing import TextIO
 from .ambient import SystemClock, SystemRandom
 from .appliance import Appliance, Context
 from .console.command import Call, CommandTable, UsageError, execute, write_reply
-from .errors import ConfigError, StartupError
+from .errors import EXIT_CONFIG, EXIT_STARTUP, ConfigError, StartupError
 from .lifecycle import Lifecycle
 from .log import LogSink
 from .metrics import Registry
 from .options import BOOL, Options
 
 __all__ = ["run_offline", "split_command"]
-
-EXIT_USAGE = 2
-EXIT_STARTUP = 3
 
 
 def split_command(appliance: Appliance, argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
@@ -80,14 +77,14 @@ def run_offline(
     out, err = stdout or sys.stdout, stderr or sys.stderr
     if not any(command.words[0] == words[0] for command in appliance.commands):
         err.write(f"{appliance.name}: unknown command {words[0]!r} (see --help)\n")
-        return EXIT_USAGE
+        return EXIT_CONFIG
     try:
         parsed = CommandTable(appliance.commands).parse(shlex.join(words))
     except UsageError as exc:
         err.write(f"{appliance.name}: {exc}\n")
-        return EXIT_USAGE
+        return EXIT_CONFIG
     if parsed is None:
-        return EXIT_USAGE
+        return EXIT_CONFIG
     sink = LogSink(err, format=options.get("log_format"), level="warning")
     log = sink.logger(appliance.name)
 
@@ -117,7 +114,7 @@ def run_offline(
             reply = await execute(parsed, call)
         except ConfigError as exc:
             err.write(f"{appliance.name}: {exc}\n")
-            return EXIT_USAGE
+            return EXIT_CONFIG
         finally:
             await devices.aclose()
         write_reply(reply, json_mode=parsed.json, out=out, err=err)

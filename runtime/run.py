@@ -27,14 +27,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .ambient import SystemClock, SystemRandom
 from .appliance import Appliance, Context
 from .devices import Address, ListenerStats, Log
-from .errors import ConfigError, DeviceError, StartupError
+from .errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, ConfigError, DeviceError, StartupError
 from .kv import DirectoryData
 from .lifecycle import Lifecycle
-from .log import LogSink, capture_stdlib_logging, parse_level
+from .log import LogSink, capture_stdlib_logging
+from .logoptions import LogFiles, parse_log_files, parse_log_levels
 from .metrics import Registry, add_process_metrics, serve_metrics
 from .offline import run_offline, split_command
 from .options import Options, parse_options
 from .targets.base import Devices
+from .workers import supervise
 
 if TYPE_CHECKING:
     from .console.ssh import Console
@@ -53,15 +55,9 @@ __all__ = [
     "serve_appliance",
 ]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_STARTUP = 3
 
 #: after the drain timeout, how much longer the runtime waits before cancelling
 _STOP_GRACE = 5.0
-#: worker restarts allowed per minute before the supervisor gives up
-_MAX_RESTARTS_PER_MINUTE = 5
 
 
 def main(appliance: Appliance, argv: Sequence[str] | None = None) -> None:
@@ -78,8 +74,8 @@ def configure(
     options = parse_options(appliance.name, appliance.all_options(), argv, environ, kernel_cmdline)
     if options.help:
         return options
-    _parse_log_levels(options.get("log_level"))
-    _parse_log_files(options.get("log_file"))
+    parse_log_levels(options.get("log_level"))
+    parse_log_files(options.get("log_file"))
     if options.get("console_listen") is not None and not options.get("console_keys"):
         raise ConfigError(
             "--console-listen needs --console-keys FILE (no console without keys)", option="console_keys"
@@ -119,7 +115,9 @@ def run(
         return EXIT_OK
     workers = options.get("workers")
     if workers > 1:
-        return _supervise(appliance, options, workers, err)
+        return supervise(
+            appliance, options, workers, err, lambda a, o, e, index: run_process(a, o, e, worker=index)
+        )
     return run_process(appliance, options, err)
 
 
@@ -128,11 +126,11 @@ def run_process(appliance: Appliance, options: Options, err: TextIO, *, worker: 
     from .targets.host import open_host_devices
 
     sink = LogSink(err, format=options.get("log_format"))
-    for component, level in _parse_log_levels(options.get("log_level")):
+    for component, level in parse_log_levels(options.get("log_level")):
         sink.set_level(component, level)
     log = sink.logger(appliance.name)
     loop_factory = _loop_factory(options.get("loop"), log)
-    log_files = LogFiles(sink, _parse_log_files(options.get("log_file")))
+    log_files = LogFiles(sink, parse_log_files(options.get("log_file")))
     try:
         log_files.open()
     except OSError as exc:
@@ -397,57 +395,6 @@ async def _backstop(lifecycle: Lifecycle, main_task: asyncio.Task[None], drain: 
         main_task.cancel()
 
 
-class LogFiles:
-    """Files that log components are routed to (``--log-file``), reopened on
-    reload so that rotating them (rename, then SIGHUP) works as for nginx."""
-
-    def __init__(self, sink: LogSink, routes: list[tuple[str, str]]) -> None:
-        self._sink = sink
-        self._routes = routes
-        self._open: list[TextIO] = []
-
-    def open(self) -> None:
-        """(Re)open every file in append mode and route its component to it."""
-        fresh: list[TextIO] = [open(path, "a", buffering=1, encoding="utf-8") for _, path in self._routes]
-        for (component, _), stream in zip(self._routes, fresh, strict=True):
-            self._sink.route(component, stream)
-        old, self._open = self._open, fresh
-        for stream in old:
-            stream.close()
-
-    def close(self) -> None:
-        for component, _ in self._routes:
-            self._sink.route(component, None)
-        for stream in self._open:
-            stream.close()
-        self._open = []
-
-
-def _parse_log_files(entries: list[str]) -> list[tuple[str, str]]:
-    routes = []
-    for entry in entries:
-        component, eq, path = entry.partition("=")
-        if not eq or not component or not path or not all(part for part in component.split(".")):
-            raise ConfigError(f"--log-file: expected COMPONENT=FILE, got {entry!r}", option="log_file")
-        routes.append((component, path))
-    return routes
-
-
-def _parse_log_levels(text: str) -> list[tuple[str, str]]:
-    """``info`` or ``dns.zone=debug,warning`` -> [(component, level)] ("" = root)."""
-    result: list[tuple[str, str]] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        component, eq, level = part.rpartition("=")
-        try:
-            result.append((component if eq else "", parse_level(level)))
-        except ValueError as exc:
-            raise ConfigError(f"--log-level: bad value {part!r}: {exc}", option="log_level") from None
-    return result
-
-
 def help_text(appliance: Appliance, options: Options) -> str:
     lines = [
         f"{appliance.name} {appliance.version}: {appliance.summary}",
@@ -469,70 +416,3 @@ def help_text(appliance: Appliance, options: Options) -> str:
     lines.append("")
     lines.append("exit status: 0 stopped, 1 failed, 2 bad configuration, 3 a device could not be opened")
     return "\n".join(lines)
-
-
-def _supervise(appliance: Appliance, options: Options, workers: int, err: TextIO) -> int:
-    """Fork ``workers`` processes sharing the listeners (SO_REUSEPORT), pass
-    SIGTERM/SIGINT/SIGHUP on, restart a crashed worker (at most five a minute)."""
-    children: dict[int, int] = {}
-    stopping = False
-    restarts: list[float] = []
-    status = EXIT_OK
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            code = EXIT_FAILURE
-            try:
-                code = run_process(appliance, options, err, worker=index)
-            finally:
-                err.flush()
-                os._exit(code)
-        children[pid] = index
-
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        for index in range(workers):
-            spawn(index)
-        while children:
-            try:
-                pid, wait_status = os.wait()
-            except ChildProcessError:
-                break
-            index = children.pop(pid)
-            code = os.waitstatus_to_exitcode(wait_status)
-            if stopping:
-                status = max(status, code if code > 0 else 0)
-                continue
-            if code in (EXIT_OK, EXIT_CONFIG, EXIT_STARTUP):
-                # A worker that stopped on purpose or cannot start: stop them all.
-                status = max(status, code)
-                stopping = True
-                forward(signal.SIGTERM, None)
-                continue
-            now = time.monotonic()
-            restarts = [t for t in restarts if now - t < 60.0] + [now]
-            if len(restarts) > _MAX_RESTARTS_PER_MINUTE:
-                print(f"{appliance.name}: workers keep failing; stopping", file=err)
-                status = EXIT_FAILURE
-                stopping = True
-                forward(signal.SIGTERM, None)
-                continue
-            print(f"{appliance.name}: worker {index} exited with status {code}; restarting", file=err)
-            spawn(index)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return status
