@@ -204,7 +204,11 @@ class TransportStream(TransportEnds):
         reader = loop.create_future()
         self._reader = reader
         self._deadline = loop.time() + timeout
-        if self._timer is None:
+        timer = self._timer
+        if timer is None or timer.when() > self._deadline:
+            # (a shorter timeout than the one armed before must not wait for it)
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_at(self._deadline, self._on_timer)
         try:
             await reader

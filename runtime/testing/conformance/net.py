@@ -147,6 +147,26 @@ class NetConformance:
             await listener.aclose()
         assert listener.statistics().handler_errors == 0
 
+    async def test_a_shorter_timeout_after_a_longer_one_is_kept(self, net_env: NetEnv) -> None:
+        outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def handler(stream: Stream) -> None:
+            assert await stream.receive(timeout=30) == b"first"
+            try:
+                await stream.receive(timeout=0.05)
+            except TimeoutError:
+                outcome.set_result("timed out")
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve(handler))
+            client = await net_env.client.connect_tcp(listener.address)
+            await client.send(b"first")
+            # Well before the first, 30-second deadline.
+            assert await asyncio.wait_for(outcome, BOUND) == "timed out"
+            await client.aclose()
+            await listener.aclose()
+
     async def test_crashing_handler_is_logged_and_listener_goes_on(self, net_env: NetEnv) -> None:
         async def handler(stream: Stream) -> None:
             data = await stream.receive()
