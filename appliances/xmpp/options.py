@@ -1,0 +1,17 @@
+"""Checks of the appliance's options (run when options are parsed: one clear line)."""
+
+from __future__ import annotations
+
+from .jid import JID, JIDError
+
+__all__ = ["check_domain"]
+
+
+def check_domain(value: str) -> str | None:
+    try:
+        jid = JID.parse(value)
+    except JIDError as exc:
+        return f"not a domain name: {exc}"
+    if jid.local or jid.resource or " " in value:
+        return "expected a bare domain such as example.org"
+    return None
