@@ -35,7 +35,7 @@ from .options import ADDRESS, BOOL, DURATION, FILE, FLOAT, INT, PATH, SIZE, STR,
 from .run import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, main, run
 
 if TYPE_CHECKING:
-    from .net.certs import make_self_signed
+    from .net.certs import certificate_fingerprint, make_self_signed, tls_server_end_point
 
 __all__ = [
     "ADDRESS",
@@ -89,17 +89,22 @@ __all__ = [
     "load",
     "main",
     "make_self_signed",
+    "certificate_fingerprint",
+    "tls_server_end_point",
     "run",
     "table_text",
 ]
 
 
+_CERTIFICATE_HELPERS = ("make_self_signed", "certificate_fingerprint", "tls_server_end_point")
+
+
 def __getattr__(name: str) -> Any:
-    # make_self_signed is imported on first use: it pulls in cryptography (a
+    # The certificate helpers are imported on first use: they pull in cryptography (a
     # 14 MB shared object), which an appliance that makes no certificate (the
     # DNS image) must not carry.
-    if name == "make_self_signed":
-        from .net.certs import make_self_signed
+    if name in _CERTIFICATE_HELPERS:
+        from .net import certs
 
-        return make_self_signed
+        return getattr(certs, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

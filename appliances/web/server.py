@@ -39,11 +39,18 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from runtime import ConfigError, Context, Stream, StreamListener, TLSConfig, make_self_signed
+from runtime import (
+    ConfigError,
+    Context,
+    Stream,
+    StreamListener,
+    TLSConfig,
+    certificate_fingerprint,
+    make_self_signed,
+)
 
 from .accesslog import access_fields, combined_line
 from .app import App
-from .certs import fingerprint
 from .connection import Connection
 from .events import NEED_DATA, ProtocolError, Request
 from .options import app_options, http_limits, net_limits, site_options
@@ -205,7 +212,7 @@ class WebService:
                 f"--tls-cert/--tls-key: {exc}; keeping the old certificate", option="tls_cert"
             ) from None
         self.tls_files = files
-        self.log.info("TLS certificate reloaded", sha256=fingerprint(files[0]))
+        self.log.info("TLS certificate reloaded", sha256=certificate_fingerprint(files[0]))
 
     # ----------------------------------------------------------------- TLS
 
@@ -225,7 +232,7 @@ class WebService:
         if files is not None:
             cert_pem, key_pem = files
             try:
-                self.log.info("TLS certificate loaded", sha256=fingerprint(cert_pem))
+                self.log.info("TLS certificate loaded", sha256=certificate_fingerprint(cert_pem))
             except ValueError as exc:
                 raise ConfigError(f"--tls-cert: {exc}", option="tls_cert") from None
             return TLSConfig(cert_pem, key_pem, alpn=TLS_ALPN)
@@ -240,7 +247,7 @@ class WebService:
         self.log.warning(
             "no --tls-cert given: made a self-signed certificate for local use (in memory, new each start)",
             names=",".join(names),
-            sha256=fingerprint(cert_pem),
+            sha256=certificate_fingerprint(cert_pem),
         )
         return TLSConfig(cert_pem, key_pem, alpn=TLS_ALPN)
 

@@ -27,10 +27,19 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from runtime import ConfigError, Context, Limits, Stream, StreamListener, TLSConfig, make_self_signed
+from runtime import (
+    ConfigError,
+    Context,
+    Limits,
+    Stream,
+    StreamListener,
+    TLSConfig,
+    certificate_fingerprint,
+    make_self_signed,
+    tls_server_end_point,
+)
 
 from .c2s import C2SSettings, C2SStream, Incoming, Nonza, Send, StartTLS, Throttle, stream_error
-from .certs import end_point_binding, fingerprint, first_certificate_der
 from .im import IMServer, Session
 from .jid import JID
 from .services import ServerServices
@@ -114,7 +123,7 @@ class XMPPService:
         self.storage = storage
         self.secret = secret
         self.tls = tls
-        self.cb_data = end_point_binding(first_certificate_der(tls.cert_pem))
+        self.cb_data = tls_server_end_point(tls.cert_pem)
         self.throttle = Throttle(limit=options.auth_failures, window=60.0)
         self.im = IMServer(
             self.domain,
@@ -296,7 +305,7 @@ async def load_tls(ctx: Context, domain: str) -> TLSConfig:
         cert_pem = certs[0].data.read(certs[0].key)
         key_pem = keys[0].data.read(keys[0].key)
         try:
-            ctx.log.info("TLS certificate loaded", sha256=fingerprint(cert_pem))
+            ctx.log.info("TLS certificate loaded", sha256=certificate_fingerprint(cert_pem))
         except ValueError as exc:
             raise ConfigError(f"--tls-cert: {exc}", option="tls_cert") from None
         return TLSConfig(cert_pem, key_pem)
@@ -304,14 +313,14 @@ async def load_tls(ctx: Context, domain: str) -> TLSConfig:
     stored_cert = store.get(CERT_KEY)
     stored_key = store.get(KEY_KEY)
     if stored_cert is not None and stored_key is not None:
-        ctx.log.info("self-signed certificate from the store", sha256=fingerprint(stored_cert))
+        ctx.log.info("self-signed certificate from the store", sha256=certificate_fingerprint(stored_cert))
         return TLSConfig(stored_cert, stored_key)
     cert_pem, key_pem = make_self_signed([domain])
     await store.write([(CERT_KEY, cert_pem), (KEY_KEY, key_pem)])
     ctx.log.warning(
         "no --tls-cert given: made a self-signed certificate (kept in the store)",
         name=domain,
-        sha256=fingerprint(cert_pem),
+        sha256=certificate_fingerprint(cert_pem),
     )
     return TLSConfig(cert_pem, key_pem)
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["make_self_signed"]
+__all__ = ["certificate_fingerprint", "make_self_signed", "tls_server_end_point"]
 
 
 def make_self_signed(
@@ -54,3 +54,33 @@ def make_self_signed(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert_pem, key_pem
+
+
+def _leaf(pem: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise ValueError(f"not a PEM certificate: {exc}") from None
+
+
+def certificate_fingerprint(pem: bytes) -> str:
+    """``AB:CD:...``: SHA-256 of the first (leaf) certificate in ``pem``, the form
+    browsers and ``openssl x509 -fingerprint -sha256`` show."""
+    digest = _leaf(pem).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def tls_server_end_point(pem: bytes) -> bytes | None:
+    """RFC 5929 §4.1 tls-server-end-point channel binding data for the leaf
+    certificate in ``pem``: its DER hashed with the hash of its signature
+    algorithm, SHA-256 in place of MD5 and SHA-1.  None where the algorithm
+    names no single hash (Ed25519, RSA-PSS without parameters read here)."""
+    cert = _leaf(pem)
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None:
+        return None
+    if algorithm.name in ("md5", "sha1"):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return digest.finalize()

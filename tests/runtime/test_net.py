@@ -79,3 +79,19 @@ async def test_host_ipv6_tcp_and_udp() -> None:
         finally:
             lifecycle.request_stop()
     await endpoint.aclose()
+
+
+def test_certificate_helpers() -> None:
+    import hashlib
+    import ssl
+
+    from runtime import certificate_fingerprint, make_self_signed, tls_server_end_point
+
+    cert, _ = make_self_signed(["localhost", "::1"])
+    der = ssl.PEM_cert_to_DER_cert(cert.decode())
+    digest = hashlib.sha256(der).digest()
+    assert certificate_fingerprint(cert) == ":".join(f"{b:02X}" for b in digest)
+    # Our certificates are signed ecdsa-with-SHA256: RFC 5929 §4.1 hashes with SHA-256.
+    assert tls_server_end_point(cert) == digest
+    with pytest.raises(ValueError):
+        certificate_fingerprint(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
