@@ -82,6 +82,7 @@ __all__ = [
     "TLSConfig",
     "TLSInfo",
     "UsageError",
+    "certificate_fingerprint",
     "choice",
     "discover",
     "find_service",
@@ -89,10 +90,9 @@ __all__ = [
     "load",
     "main",
     "make_self_signed",
-    "certificate_fingerprint",
-    "tls_server_end_point",
     "run",
     "table_text",
+    "tls_server_end_point",
 ]
 
 
