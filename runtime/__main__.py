@@ -4,6 +4,8 @@ python -m runtime list
 python -m runtime describe dns
 python -m runtime new NAME [--dir DIR]
 python -m runtime run NAME [OPTIONS...]
+python -m runtime build NAME -o DIR [--target qemu|xen|oci|bundle] [--data NAME=DIR] [--disk SIZE] [--report]
+python -m runtime boot DIR [--forward udp:5353:53 ...]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ commands:
   describe NAME            an appliance's devices, data and options
   new NAME [--dir DIR]     write a working skeleton of a new appliance, with its test
   run NAME [OPTIONS...]    run an appliance (same as python -m appliances.NAME)
+  build NAME -o DIR [...]  freeze an appliance into an image (--target qemu|xen|oci|bundle)
+  boot DIR [--forward ...] boot a built image under QEMU
 """
 
 
@@ -75,6 +79,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
             print(describe(appliance))
             return EXIT_OK
         return run(appliance, rest[1:], os.environ)
+    if command in ("build", "boot"):
+        from .build.build import boot_main, build_main
+
+        return build_main(rest) if command == "build" else boot_main(rest)
     if command == "new" and rest:
         from .scaffold import ScaffoldError, write_skeleton
 

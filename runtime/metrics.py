@@ -53,7 +53,20 @@ __all__ = [
 
 #: The Prometheus client libraries' default buckets (seconds: 5 ms .. 10 s).
 DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )
 #: Children per labelled family.  Prometheus' naming guide asks for label sets in the
 #: tens; a thousand means a label is fed from unbounded data (addresses, names).
@@ -408,7 +421,7 @@ class Registry:
                 le_texts = [format_value(bound) for bound in entry.bounds]
                 for pairs, child in entry.series.values():
                     assert isinstance(child, Histogram)
-                    head = f"{name}_bucket{{{pairs},le=\"" if pairs else f'{name}_bucket{{le="'
+                    head = f'{name}_bucket{{{pairs},le="' if pairs else f'{name}_bucket{{le="'
                     total = 0
                     for le_text, n in zip(le_texts, child._counts, strict=True):
                         total += n

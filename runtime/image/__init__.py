@@ -17,8 +17,13 @@ __all__ = [
     "IMAGE_CONFIG",
     "INIT_ARGS",
     "MODULE_DIR",
+    "PYTHON",
     "STATE_DIR",
 ]
+
+#: the interpreter.  Under /usr, not /: getpath finds the stdlib zip by
+#: searching up from the executable's directory and never looks at / itself.
+PYTHON = "/usr/bin/python3"
 
 #: the build's record of what to run (JSON: appliance module, kernel modules, disk)
 IMAGE_CONFIG = "/etc/appliance.json"
@@ -30,7 +35,7 @@ DATA_ROOT = "/data"
 #: where the store lives: the data disk's mount point when there is one
 STATE_DIR = "/var/lib/appliance"
 #: extension modules (``<dotted name><EXT_SUFFIX>``): they cannot load from a zip
-EXT_DIR = "/lib/ext"
+EXT_DIR = "/usr/lib/ext"
 #: kernel modules, flat, loaded in the order IMAGE_CONFIG lists
 MODULE_DIR = "/lib/modules"
 #: the interpreter's arguments: isolated (no PYTHON* from the kernel's

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO, cast
 
-from . import CONFIG_TOML, EXT_DIR, IMAGE_CONFIG, MODULE_DIR, STATE_DIR
+from . import CONFIG_TOML, EXT_DIR, IMAGE_CONFIG, MODULE_DIR, PYTHON, STATE_DIR
 from .importer import install
 
 __all__ = ["ReadyWatch", "is_vm", "main", "run_image"]
@@ -42,7 +42,7 @@ ENV_CONTAINER = "APPLIANCE_CONTAINER"
 
 #: ``poweroff_cmd`` the kernel runs on Xen's "poweroff" request (xenbus
 #: control/shutdown): no spaces inside the code, the kernel splits on them
-XEN_POWEROFF_CMD = "/bin/python3 -I -S -c __import__('os').kill(1,15)"
+XEN_POWEROFF_CMD = f"{PYTHON} -I -S -c __import__('os').kill(1,15)"
 #: how long the init waits for the data disk to appear after virtio_blk loads
 DISK_WAIT = 10.0
 
@@ -63,6 +63,15 @@ def _uptime() -> float:
             return float(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _rss_kib() -> int:
+    """This process's resident set (the whole appliance: it runs in PID 1)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _process_start() -> float:
@@ -154,23 +163,29 @@ def run_image(config: dict[str, Any], *, vm: bool, trace: str | None = None) -> 
 
     def on_ready() -> None:
         if vm:
-            _say(f"init: ready uptime={_uptime():.3f}s")
+            _say(f"init: ready uptime={_uptime():.3f}s rss={_rss_kib()}KiB")
         if trace is not None:
             os.kill(os.getpid(), signal.SIGTERM)  # the tracing pass stops once serving
 
-    argv = ["--config", config.get("config", CONFIG_TOML)]
+    # In a container, arguments after the image name are flags (the highest source).
+    argv = ["--config", config.get("config", CONFIG_TOML), *([] if vm else sys.argv[1:])]
     environ = {} if vm else dict(os.environ)
     watch = cast(TextIO, ReadyWatch(sys.stderr, on_ready))
     status = run(appliance, argv, environ, kernel_cmdline=kernel_words, stderr=watch)
     if trace is not None:
         modules = {
-            name: getattr(getattr(module, "__spec__", None), "origin", None)
-            for name, module in sorted(sys.modules.items())
-            if module is not None
+            name: _origin(module) for name, module in sorted(sys.modules.items()) if module is not None
         }
         with open(trace, "w") as f:
             json.dump(modules, f, indent=0, sort_keys=True)
     return status
+
+
+def _origin(module: Any) -> str | None:
+    """Where a module came from: its spec's origin, else its ``__file__`` (a
+    few packages, cryptography among them, leave some modules without a spec)."""
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    return origin if origin else getattr(module, "__file__", None)
 
 
 def main() -> None:

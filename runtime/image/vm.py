@@ -152,9 +152,9 @@ class _RtEntry(ctypes.Structure):
     # struct rtentry from <net/route.h>; ctypes lays out the padding as the C compiler does.
     _fields_ = [
         ("rt_pad1", ctypes.c_ulong),
-        ("rt_dst", ctypes.c_char * 16),
-        ("rt_gateway", ctypes.c_char * 16),
-        ("rt_genmask", ctypes.c_char * 16),
+        ("rt_dst", ctypes.c_ubyte * 16),
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
         ("rt_flags", ctypes.c_ushort),
         ("rt_pad2", ctypes.c_short),
         ("rt_pad3", ctypes.c_ulong),
@@ -167,8 +167,10 @@ class _RtEntry(ctypes.Structure):
     ]
 
 
-def _sockaddr(address: ipaddress.IPv4Address) -> bytes:
-    return struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", address.packed)
+def _sockaddr(address: ipaddress.IPv4Address) -> ctypes.Array[ctypes.c_ubyte]:
+    # bytes, not c_char: a c_char array stops copying at the first NUL
+    packed = struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", address.packed)
+    return (ctypes.c_ubyte * 16).from_buffer_copy(packed)
 
 
 def configure_network(config: NetConfig) -> None:

@@ -236,7 +236,7 @@ class MetricsConformance:
         with pytest.raises(ValueError):
             family.labels("1", "2", "3")
 
-    @pytest.mark.parametrize("value", ["", "plain", 'quo"te', "back\\slash", "new\nline", "all \\\"\n", "é"])
+    @pytest.mark.parametrize("value", ["", "plain", 'quo"te', "back\\slash", "new\nline", 'all \\"\n', "é"])
     def test_label_values_round_trip(self, metrics: Metrics, value: str) -> None:
         metrics.gauge("g", "G.", labels=("v",)).labels(value).set(1)
         assert self.read(metrics)["g"].samples[0].labels == {"v": value}

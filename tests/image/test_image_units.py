@@ -1,0 +1,73 @@
+"""Fast checks of the image pieces that need no VM: the init's command-line
+split, its ready watch, the reproducible archive writers, the manifest."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+
+import pytest
+from test_image_dns import read_cpio
+
+from runtime.build.manifest import matches
+from runtime.build.tree import Tree
+from runtime.build.xen import xl_config
+from runtime.image.init import ReadyWatch
+from runtime.image.vm import NetConfig, parse_cmdline
+
+
+def test_cmdline_split_keeps_the_init_args_away_from_the_appliance() -> None:
+    words_given = "console=ttyS0 quiet ipv4=10.0.2.15/24 gateway=10.0.2.2 max-connections=5"
+    keys, words = parse_cmdline(f"{words_given} -- -I -S -m runtime.image.init\n")
+    assert keys["ipv4"] == "10.0.2.15/24" and keys["max-connections"] == "5"
+    assert words == words_given
+    config = NetConfig.from_keys(keys)
+    assert config.interface == "eth0"
+    assert config.address == ipaddress.IPv4Interface("10.0.2.15/24")
+    assert config.gateway == ipaddress.IPv4Address("10.0.2.2")
+    assert NetConfig.from_keys({}).address is None
+
+
+def test_ready_watch_fires_once_on_the_ready_record() -> None:
+    out = io.StringIO()
+    fired: list[int] = []
+    watch = ReadyWatch(out, lambda: fired.append(1))
+    watch.write("2026-11-28T20:00:00.000Z INFO  dns: loading zone origin=ready.\n")
+    assert fired == []
+    watch.write("2026-11-28T20:00:00.000Z INFO  dns: ready listening=udp/0.0.0.0:53\n")
+    watch.write("2026-11-28T20:00:01.000Z INFO  dns: ready listening=udp/0.0.0.0:53\n")
+    assert fired == [1]
+    assert out.getvalue().count("\n") == 3
+
+
+def test_cpio_and_tar_are_reproducible_and_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+    def make(order: list[str]) -> Tree:
+        tree = Tree()
+        for name in order:
+            tree.file(f"usr/lib/{name}", name.encode())
+        tree.symlink("bin", "usr/bin")
+        tree.char("dev/console", 5, 1)
+        return tree
+
+    first, second = make(["b", "a", "c"]), make(["c", "b", "a"])
+    assert first.cpio() == second.cpio()
+    assert first.tar() == second.tar()
+    entries = read_cpio(first.cpio())
+    assert list(entries) == sorted(entries)
+    assert entries["usr/lib/a"][1] == b"a"
+    assert entries["dev/console"][0] & 0o170000 == 0o020000
+    assert b"%08X" % 1700000000 in first.cpio()
+
+
+def test_manifest_patterns() -> None:
+    assert matches("unittest.mock", ("unittest.*",))
+    assert matches("unittest", ("unittest.*",))
+    assert not matches("unittestx", ("unittest.*",))
+    assert matches("bz2", ("bz2",)) and not matches("bz2x", ("bz2",))
+
+
+def test_xl_config_refuses_what_xl_cannot_parse() -> None:
+    with pytest.raises(ValueError):
+        xl_config("dns", kernel="/k", ramdisk="/r", cmdline='say "hi"')
