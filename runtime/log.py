@@ -375,13 +375,7 @@ class LogSink:
                 parts += (" ", _text_key(key), "=", _text_value(value))
             line = "".join(parts)
         with self._lock:
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except Exception:
-                self._dropped += 1
-            else:
-                self._lines += 1
+            self._write_line(stream, line)
 
     def _deliver(
         self,
@@ -393,7 +387,9 @@ class LogSink:
         exc: BaseException | None,
         line: str,
     ) -> None:
-        stream = self._stream if self._stream is not None else sys.stderr
+        self._write_line(self._stream if self._stream is not None else sys.stderr, line)
+
+    def _write_line(self, stream: TextIO, line: str) -> None:
         try:
             stream.write(line + "\n")
             stream.flush()
