@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.metadata
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -308,6 +307,10 @@ def load(name: str) -> Appliance:
 def discover() -> dict[str, Appliance]:
     """Every appliance declared in the ``runtime.appliances`` entry-point group."""
     found: dict[str, Appliance] = {}
+    # Imported here: importlib.metadata brings zipfile, csv and email, which an
+    # appliance that only runs (an image's init) never needs.
+    import importlib.metadata
+
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             value = entry.load()
