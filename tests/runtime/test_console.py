@@ -6,29 +6,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
-from console_helpers import ConsoleApp, Keys, client, make_keys, ssh
+from console_helpers import ConsoleApp, Keys, client, ssh
 from proc import BOUND, AppProcess, line_exchange
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Keys:
-    return make_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def console(keys: Keys, tmp_path: Path) -> Iterator[ConsoleApp]:
-    app = ConsoleApp(keys, tmp_path / "state")
-    try:
-        yield app
-    finally:
-        app.stop()
 
 
 # --------------------------------------------------------------------- authentication

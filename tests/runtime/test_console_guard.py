@@ -3,13 +3,12 @@ of failed logins, while the appliance keeps serving."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncssh
 import pytest
-from console_helpers import ConsoleApp, Keys, client, make_keys
+from console_helpers import ConsoleApp, client
 from proc import BOUND, line_exchange
 
 pytestmark = pytest.mark.slow
@@ -20,20 +19,6 @@ MAX_FAILURES = 5
 FLOOD = 60
 #: a second loopback source, so that the flooding address is not the operator's
 FLOODER = "127.0.0.2"
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Keys:
-    return make_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def console(keys: Keys, tmp_path: Path) -> Iterator[ConsoleApp]:
-    app = ConsoleApp(keys, tmp_path / "state")
-    try:
-        yield app
-    finally:
-        app.stop()
 
 
 async def test_session_cap(console: ConsoleApp) -> None:
