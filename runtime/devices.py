@@ -194,9 +194,15 @@ class Stream(Protocol):
         """Send ``count`` bytes of ``file`` from ``offset`` (zero-copy where possible)."""
         ...
 
-    async def start_tls(self, tls: TLSConfig) -> None:
+    async def start_tls(self, tls: TLSConfig, *, preface: bytes = b"") -> None:
         """Upgrade to TLS in place (STARTTLS): as the server on an accepted
-        stream, as the client on one we connected."""
+        stream, as the client on one we connected.
+
+        ``preface``: the last cleartext bytes (a server's "go ahead", such as
+        XMPP's ``<proceed/>``), sent with reading stopped and the upgrade
+        following at once, so the peer's handshake can never be read as
+        cleartext.  A server that sends its go-ahead with ``send`` and then
+        yields to the loop before ``start_tls`` races the peer's ClientHello."""
         ...
 
     def close(self) -> None:

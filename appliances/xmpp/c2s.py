@@ -96,7 +96,11 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class StartTLS:
-    """Flush what was sent, then upgrade the connection and call ``tls_started``."""
+    """Flush what was sent, send ``proceed`` as the last cleartext (reading
+    stopped: the client's handshake follows it), upgrade the connection and
+    call ``tls_started``."""
+
+    proceed: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +228,20 @@ class C2SStream:
         actions: list[Action] = []
         try:
             parser = self.parser
-            for event in parser.feed(data):
+            events = parser.feed(data)
+            for index, event in enumerate(events):
                 self._event(event, actions)
-                if self.state is State.CLOSED or self.parser is not parser or _restarting(actions):
+                if self.state is State.CLOSED or self.parser is not parser:
+                    break
+                if _restarting(actions):
+                    if index + 1 < len(events) or parser.pending().strip():
+                        # RFC 6120 §5.4.3.3: nothing follows <starttls/> in the
+                        # clear; a client waiting for <proceed/> sent no more.
+                        raise StreamError("policy-violation", "data after <starttls/> before the handshake")
                     break
         except StreamError as exc:
+            if _restarting(actions):
+                actions.pop()
             return actions + self.fail(exc.condition, exc.text)
         return actions
 
@@ -332,8 +345,7 @@ class C2SStream:
             return
         if state is State.PLAIN:
             if element.ns == NS_TLS and element.name == "starttls":
-                actions.append(Send(f"<proceed xmlns='{NS_TLS}'/>".encode()))
-                actions.append(StartTLS())
+                actions.append(StartTLS(f"<proceed xmlns='{NS_TLS}'/>".encode()))
                 return
             if element.ns == NS_SASL and element.name == "auth":
                 # §5.3.1 / §6.5.4: TLS is required before SASL

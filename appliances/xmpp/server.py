@@ -9,7 +9,9 @@ Rules of a connection:
    what it is sent is closed with ``resource-constraint`` instead of making
    us buffer without limit; the writer's ``send`` waits on the transport's
    high-water mark (the runtime's back-pressure).
-2. STARTTLS: ``<proceed/>`` is flushed, then the stream is upgraded in place;
+2. STARTTLS: what is queued is flushed, then ``<proceed/>`` is sent with
+   reading stopped and the stream upgraded in place (the client's
+   ClientHello must not be read as cleartext);
    Direct TLS listeners (XEP-0368) start in the secure state.
 3. Stanzas of one connection are handled one after the other, each to its end
    (store writes included) before the next is read: a reply after a message
@@ -273,7 +275,7 @@ class XMPPService:
                 elif isinstance(action, StartTLS):
                     await conn.drained()
                     try:
-                        await stream.start_tls(self.tls)
+                        await stream.start_tls(self.tls, preface=action.proceed)
                     except (ConnectionError, TimeoutError, OSError):
                         conn.closing = True
                         return

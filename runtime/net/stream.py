@@ -325,7 +325,7 @@ class TransportStream(TransportEnds):
             timer.cancel()
             self._loop.remove_writer(fd)
 
-    async def start_tls(self, tls: TLSConfig) -> None:
+    async def start_tls(self, tls: TLSConfig, *, preface: bytes = b"") -> None:
         transport = self._transport
         if transport is None or self._closed:
             raise ConnectionResetError("stream is closed")
@@ -333,6 +333,12 @@ class TransportStream(TransportEnds):
             # RFC 6120 §5.4.3.3 and RFC 3207 §4: nothing may follow the STARTTLS
             # request in the clear; data that did is an attack, not a handshake.
             raise ConnectionError("cleartext data received before the TLS handshake")
+        if preface:
+            # Reading stays off from here to the handshake (the loop's start_tls
+            # resumes it under TLS): the peer answers the preface with its
+            # ClientHello, which must reach the TLS layer, not our buffer.
+            transport.pause_reading()
+            transport.write(preface)
         if self._client:
             context = client_context(tls)
             hostname = tls.server_hostname or self.peer.host

@@ -35,6 +35,24 @@ async def test_tls_is_required_before_authentication(tmp_path: Path) -> None:
         assert ends_with_error(await raw.read_to_close(), "not-authorized")
 
 
+async def test_cleartext_after_starttls_is_refused_and_the_handshake_is_never_lost(tmp_path: Path) -> None:
+    async with start_xmpp(tmp_path) as app:
+        # bytes injected after <starttls/> in the clear: no <proceed/>, a stream error
+        raw = await RawClient.open(app.address())
+        await raw.open_stream()
+        await raw.send(
+            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><auth xmlns='" + SASL + "' mechanism='PLAIN'/>"
+        )
+        reply = await raw.read_to_close()
+        assert b"<proceed" not in reply and ends_with_error(reply, "policy-violation")
+        # a client that starts its handshake the instant <proceed/> arrives always
+        # gets TLS (the ClientHello is never read as cleartext)
+        for _ in range(20):
+            raw = await RawClient.open(app.address())
+            await raw.secure()
+            raw.close()
+
+
 async def test_stanzas_after_tls_but_before_auth_are_refused(tmp_path: Path) -> None:
     async with start_xmpp(tmp_path) as app:
         raw = await RawClient.open(app.address())

@@ -316,6 +316,30 @@ class NetConformance:
             await plain.aclose()
             await listener.aclose()
 
+    async def test_start_tls_with_a_preface(self, net_env: NetEnv) -> None:
+        """The go-ahead sent by ``start_tls`` itself: a client that answers it
+        with its ClientHello at once is never read as cleartext, even when the
+        server's task is slow to get there."""
+
+        async def handler(stream: Stream) -> None:
+            assert await stream.receive() == b"STARTTLS\n"
+            await asyncio.sleep(0.01)
+            await stream.start_tls(_tls(), preface=b"GO\n")
+            await _echo(stream)
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve(handler))
+            for _ in range(5):
+                plain = await net_env.client.connect_tcp(listener.address)
+                await plain.send(b"STARTTLS\n")
+                assert await asyncio.wait_for(plain.receive(), BOUND) == b"GO\n"
+                await plain.start_tls(_client_tls())
+                await plain.send(b"private")
+                assert await asyncio.wait_for(_read_exactly(plain, 7), BOUND) == b"private"
+                await plain.aclose()
+            await listener.aclose()
+
     async def test_connect_refused(self, net_env: NetEnv) -> None:
         listener = await net_env.server.listen_tcp(net_env.address())
         address = listener.address

@@ -1,0 +1,158 @@
+"""The XMPP appliance as a real process: accounts managed from the command line
+while it runs, and an offline message acknowledged before ``kill -9`` delivered
+after the restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xmpp_helpers import WAIT, Client
+
+from runtime import Address
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+
+async def command(state: Path, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "appliances.xmpp",
+        *args,
+        "--state-dir",
+        str(state),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), WAIT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+class Server:
+    """``python -m appliances.xmpp`` with its JSON log read as it comes (so a
+    full pipe can never block the server)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.records: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            try:
+                self.records.append(json.loads(line))
+            except ValueError:
+                self.records.append({"msg": line.decode(errors="replace")})
+            self._changed.set()
+        self._changed.set()
+
+    async def wait_log(self, msg: str) -> dict[str, Any]:
+        async with asyncio.timeout(WAIT):
+            while True:
+                for record in self.records:
+                    if record.get("msg") == msg:
+                        return record
+                if self._reader.done():
+                    raise AssertionError(f"exited before {msg!r}: {self.records}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def address(self) -> Address:
+        ready = await self.wait_log("ready")
+        host, _, port = ready["listening"].split(",")[0].partition("/")[2].rpartition(":")
+        return Address(host.strip("[]"), int(port))
+
+
+@asynccontextmanager
+async def server(state: Path) -> AsyncIterator[Server]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "appliances.xmpp",
+        "--state-dir",
+        str(state),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    running = Server(proc)
+    try:
+        yield running
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.wait_for(proc.wait(), WAIT)
+        await asyncio.wait_for(running._reader, WAIT)
+
+
+async def test_accounts_from_the_command_line_and_kill_9(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert (await command(state, "user", "add", "alice@localhost", "--password", "alice-pw"))[0] == 0
+    # the password from stdin (its first line)
+    code, out, _ = await command(state, "user", "add", "bob@localhost", stdin=b"bob-pw\nignored\n")
+    assert (code, out.strip()) == (0, "added bob@localhost")
+    code, _, err = await command(state, "user", "add", "bob@localhost", "--password", "x")
+    assert code == 1 and "exists already" in err
+
+    async with server(state) as first:
+        address = await first.address()
+        alice = Client("alice@localhost/desk", "alice-pw")
+        assert await alice.login(address)
+        alice.send_message(mto="bob@localhost", mbody="stored before the crash", mtype="chat")
+        # stanzas of a connection are handled in order, each to its end: the
+        # ping's answer means the message was written to the store
+        await asyncio.wait_for(alice.plugin["xep_0199"].ping("localhost", timeout=WAIT), WAIT)
+        first.proc.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(first.proc.wait(), WAIT) == -signal.SIGKILL
+        alice.abort()
+
+    async with server(state) as second:
+        address = await second.address()
+        # account changes while the server runs count at once
+        code, out, _ = await command(state, "user", "passwd", "bob@localhost", "--password", "new-pw")
+        assert (code, out.strip()) == (0, "password of bob@localhost changed")
+        code, out, _ = await command(state, "user", "add", "carol@localhost", "--password", "c")
+        assert code == 0
+        code, out, _ = await command(state, "user", "list", "--json")
+        assert code == 0 and json.loads(out)["accounts"] == [
+            "alice@localhost",
+            "bob@localhost",
+            "carol@localhost",
+        ]
+        old = Client("bob@localhost/phone", "bob-pw")
+        assert not await old.login(address)
+        old.abort()
+        bob = Client("bob@localhost/phone", "new-pw")
+        bob.register_plugin("xep_0203")
+        assert await bob.login(address)
+        message = await bob.next_message("stored before the crash")
+        assert str(message["from"]) == "alice@localhost/desk"
+        assert message["delay"]["stamp"] is not None
+        carol = Client("carol@localhost/x", "c")
+        assert await carol.login(address)
+        await carol.close()
+        await bob.close()
+        second.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.proc.wait(), WAIT) == 0
