@@ -40,9 +40,8 @@ async def test_cleartext_after_starttls_is_refused_and_the_handshake_is_never_lo
         # bytes injected after <starttls/> in the clear: no <proceed/>, a stream error
         raw = await RawClient.open(app.address())
         await raw.open_stream()
-        await raw.send(
-            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><auth xmlns='" + SASL + "' mechanism='PLAIN'/>"
-        )
+        starttls = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+        await raw.send(starttls + f"<auth xmlns='{SASL}' mechanism='PLAIN'/>")
         reply = await raw.read_to_close()
         assert b"<proceed" not in reply and ends_with_error(reply, "policy-violation")
         # a client that starts its handshake the instant <proceed/> arrives always
