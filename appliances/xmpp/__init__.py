@@ -65,6 +65,20 @@ APPLIANCE = Appliance(
             "ping_interval", DURATION, 120.0, "ping a bound client quiet this long (XEP-0199)", minimum=0.01
         ),
         Option("ping_timeout", DURATION, 30.0, "close a client not answering a ping this long", minimum=0.01),
+        Option(
+            "resume_timeout",
+            DURATION,
+            300.0,
+            "how long a broken session waits for its client to resume (XEP-0198)",
+            minimum=0.01,
+        ),
+        Option(
+            "max_unacked",
+            INT,
+            10000,
+            "stanzas a client may leave unacknowledged (XEP-0198) before it is closed",
+            minimum=1,
+        ),
         Option("auth_failures", INT, 5, "failed logins per client address per minute", minimum=1),
         Option("version_iq", BOOL, True, "answer XEP-0092 software version queries"),
     ),

@@ -11,10 +11,11 @@ PLAIN      ``<starttls/>`` (§5): ``<proceed/>``, then    ``<auth>``: SASL failu
                                                          error ``not-authorized``
 SECURE     ``<auth>``/``<response>``/``<abort>`` (§6)    stanzas: ``not-authorized``
            -> ``<success>`` and a stream restart
-AUTHED     the bind iq (§7), the legacy session iq       other stanzas: ``not-authorized``
+AUTHED     the bind iq (§7); XEP-0198 ``<resume/>``     other stanzas: ``not-authorized``
+           (the ``resume`` callback decides)
 BOUND      stanzas (``Incoming``), XEP-0198 ``r``/       unknown top-level elements:
            ``a``/``enable``, XEP-0352 ``active``/         ``unsupported-stanza-type``
-           ``inactive``
+           ``inactive`` (``Nonza``)
 =========  ============================================  ==============================
 
 Every stream error is sent after our stream header (sent first if it was not
@@ -53,6 +54,7 @@ __all__ = [
     "NS_CLIENT",
     "NS_CSI",
     "NS_SASL",
+    "NS_SESSION",
     "NS_SM",
     "NS_STANZAS",
     "NS_TLS",
@@ -181,7 +183,9 @@ class C2SStream:
 
     ``lookup(jid, hash_name)``: the account's SCRAM credential or None.
     ``bind(bare, resource_or_empty)``: a full JID for the new session, or None
-    when the resource is refused.  ``random_token()``: a fresh nonce/id."""
+    when the resource is refused.  ``resume(bare, element)``: XEP-0198
+    resumption: the resumed session's full JID (or None) and what to send.
+    ``random_token()``: a fresh nonce/id."""
 
     def __init__(
         self,
@@ -192,6 +196,7 @@ class C2SStream:
         cb_data: bytes | None,
         lookup: Callable[[str, str], Credential | None],
         bind: Callable[[JID, str], JID | None],
+        resume: Callable[[JID, Element], tuple[JID | None, bytes]] | None = None,
         throttle: Throttle,
         secret: bytes,
         random_token: Callable[[], str],
@@ -203,6 +208,7 @@ class C2SStream:
         self.cb_data = cb_data if tls else None
         self._lookup = lookup
         self._bind = bind
+        self._resume = resume
         self._throttle = throttle
         self._secret = secret
         self._token = random_token
@@ -215,6 +221,10 @@ class C2SStream:
         self.failures = 0
         self._sasl: ScramServer | None = None
         self.mechanism = ""
+        #: how the stream ended: the client closed it (``</stream:stream>`` or its
+        #: stream error), or our stream error's condition
+        self.peer_closed = False
+        self.error: str | None = None
 
     # ----------------------------------------------------------------- input
 
@@ -250,6 +260,7 @@ class C2SStream:
         if self.state is State.CLOSED:
             return []
         self.state = State.CLOSED
+        self.error = condition
         head = b"" if self.header_sent else self._header()
         return [Send(head + stream_error(condition, text)), Close()]
 
@@ -270,6 +281,7 @@ class C2SStream:
         else:
             # §4.4: the peer closed its stream; close ours.
             self.state = State.CLOSED
+            self.peer_closed = True
             actions.append(Send(b"</stream:stream>"))
             actions.append(Close())
 
@@ -331,6 +343,7 @@ class C2SStream:
             # Stream-level elements from a client: only an error is meaningful.
             if element.name == "error":
                 self.state = State.CLOSED
+                self.peer_closed = True
                 actions.append(Send(b"</stream:stream>"))
                 actions.append(Close())
                 return
@@ -359,7 +372,20 @@ class C2SStream:
             if element.ns == NS_TLS:
                 raise StreamError("policy-violation", "TLS is already in place")
             raise StreamError("not-authorized", "authenticate first")
-        # AUTHED: bind (and the legacy session iq, answered with an empty result)
+        # AUTHED: bind, or XEP-0198 resumption instead of it
+        if element.ns == NS_SM and self._resume is not None:
+            if element.name == "resume":
+                assert self.authenticated is not None
+                jid, reply = self._resume(self.authenticated, element)
+                actions.append(Send(reply))
+                if jid is not None:
+                    self.jid = jid
+                    self.state = State.BOUND
+                return
+            if element.name == "enable":
+                # §3: enable comes after binding a resource
+                actions.append(Send(_sm_failed("unexpected-request")))
+                return
         if element.ns == NS_CLIENT and element.name == "iq" and element.get("type") == "set":
             child = element.first()
             if child is not None and child.ns == NS_BIND and child.name == "bind":
@@ -535,13 +561,6 @@ class C2SStream:
                     raise StreamError("invalid-from", "stanzas must come from the session's JID")
             element.attrs["from"] = full
             raw = None
-        if element.name == "iq":
-            child = element.first()
-            if element.get("type") == "set" and child is not None and child.ns == NS_SESSION:
-                # RFC 3921 §3 session establishment: a no-op kept for old clients
-                iq_id = escape_attr(element.get("id", "") or "")
-                actions.append(Send(f"<iq type='result' id='{iq_id}'/>".encode()))
-                return
         actions.append(Incoming(element, raw))
 
 
@@ -564,6 +583,10 @@ def _sasl_failure(condition: str, text: str = "") -> bytes:
     if text:
         inner += f"<text>{escape_text(text)}</text>"
     return f"<failure xmlns='{NS_SASL}'>{inner}</failure>".encode()
+
+
+def _sm_failed(condition: str) -> bytes:
+    return f"<failed xmlns='{NS_SM}'><{condition} xmlns='{NS_STANZAS}'/></failed>".encode()
 
 
 def _iq_error(iq_id: str, kind: str, condition: str) -> bytes:

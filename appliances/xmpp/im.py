@@ -27,7 +27,8 @@ from runtime import Log
 
 from .c2s import NS_CLIENT
 from .jid import JID, JIDError
-from .stanzas import NS_DELAY, error_reply, stamp
+from .sm import StreamManagement
+from .stanzas import NS_DELAY, error_reply, parse_stanzas, stamp
 from .storage import RosterItem, Storage
 from .xmlstream import Element, serialize
 
@@ -69,6 +70,8 @@ class Session:
     held: dict[str, bytes] = field(default_factory=dict)
     directed: set[str] = field(default_factory=set)
     initial_done: bool = False
+    #: XEP-0198, once the client enabled it
+    sm: StreamManagement | None = None
 
     @property
     def full(self) -> str:
@@ -79,13 +82,20 @@ class Session:
         return str(self.jid.bare)
 
     def send(self, data: bytes) -> None:
-        self.sink.deliver(data)
+        """Send one stanza (counted by stream management when enabled)."""
+        sm = self.sm
+        if sm is None:
+            self.sink.deliver(data)
+            return
+        self.sink.deliver(sm.outbound(data))
+        if len(sm.unacked) > sm.max_unacked:
+            self.sink.kick("resource-constraint", "too many stanzas not acknowledged")
 
     def send_presence(self, sender: str, data: bytes) -> None:
         if self.inactive:
             self.held[sender] = data
             return
-        self.sink.deliver(data)
+        self.send(data)
 
     def set_active(self, active: bool) -> None:
         self.inactive = not active
@@ -94,8 +104,8 @@ class Session:
 
     def flush_held(self) -> None:
         held, self.held = self.held, {}
-        if held:
-            self.sink.deliver(b"".join(held.values()))
+        for data in held.values():
+            self.send(data)
 
 
 class IMServer:
@@ -118,6 +128,8 @@ class IMServer:
         self.token = token
         self.max_offline = max_offline
         self.sessions: dict[str, dict[str, Session]] = {}
+        #: XEP-0198 resumable sessions by stream-management id (live or hibernating)
+        self.resumable: dict[str, Session] = {}
         self._roster_lock = asyncio.Lock()
         self._blocklists: dict[str, set[str]] = {}
         #: iq handlers by (child namespace), set by Services
@@ -152,6 +164,8 @@ class IMServer:
             del resources[session.jid.resource]
             if not resources:
                 del self.sessions[session.bare]
+        if session.sm is not None:
+            self.resumable.pop(session.sm.id, None)
         if session.available:
             session.available = False
             unavailable = Element("presence", NS_CLIENT, {"type": "unavailable", "from": session.full})
@@ -281,7 +295,8 @@ class IMServer:
                 self._bounce(origin, element, "service-unavailable")
             return
         stored = element.copy()
-        stored.add(Element("delay", NS_DELAY, {"from": self.domain, "stamp": stamp(self.now())}))
+        if stored.find("delay", NS_DELAY) is None:
+            stored.add(Element("delay", NS_DELAY, {"from": self.domain, "stamp": stamp(self.now())}))
         await self.storage.store_offline(bare, serialize(stored), self.now())
 
     # ----------------------------------------------------------------- carbons (XEP-0280)
@@ -449,8 +464,34 @@ class IMServer:
                 session.send(serialize(Element("presence", NS_CLIENT, attrs)))
         stored = self.storage.offline(session.bare)
         if stored:
-            session.send(b"".join(data for _, data, _ in stored))
+            for _, data, _ in stored:
+                session.send(data)
             await self.storage.delete_offline(session.bare, stored[-1][0])
+
+    async def undelivered(self, session: Session, stanzas: list[bytes]) -> None:
+        """Stanzas sent to an ended session that its client never acknowledged
+        (XEP-0198 §5): messages go to the account's other resources or to
+        offline storage, requests get an error; call after ``unbind``."""
+        for element in parse_stanzas(b"".join(stanzas)):
+            kind = element.get("type", "normal") or "normal"
+            if element.name == "message":
+                sender_text = element.get("from")
+                if kind not in _STORABLE or element.find("body") is None or sender_text is None:
+                    continue  # carbons, receipts, chat states: not worth a second delivery
+                try:
+                    sender = JID.parse(sender_text)
+                except JIDError:
+                    continue
+                element.attrs["to"] = session.bare
+                await self.deliver_message(element, None, session.jid.bare, sender, None)
+            elif element.name == "iq" and kind in ("get", "set"):
+                sender_text = element.get("from", "") or ""
+                try:
+                    origin = self.session(JID.parse(sender_text))
+                except JIDError:
+                    origin = None
+                if origin is not None:
+                    origin.send(serialize(error_reply(element, "service-unavailable")))
 
     # ----------------------------------------------------------------- subscriptions (§3, App. A)
 

@@ -21,6 +21,14 @@ Rules of a connection:
    Before binding, the runtime's idle timeout applies.
 5. On stop, every stream gets ``system-shutdown``; an ended connection of an
    available session broadcasts unavailable presence (RFC 6121 §4.5.2).
+6. XEP-0198: a session whose client enabled resumable stream management
+   and whose connection broke (no ``</stream:stream>`` from the client, no
+   stream error from us but ``connection-timeout``) hibernates for the
+   resumption timeout: it stays bound and available, stanzas for it queue
+   in its ``StreamManagement``; ``<resume/>`` on a new connection takes it
+   over (a connection still attached is closed with ``conflict``).  A
+   session that ends for good hands what its client never acknowledged to
+   ``IMServer.undelivered`` (messages to other resources or offline storage).
 """
 
 from __future__ import annotations
@@ -45,6 +53,17 @@ from .c2s import C2SSettings, C2SStream, Incoming, Nonza, Send, StartTLS, Thrott
 from .im import IMServer, Session
 from .jid import JID
 from .services import ServerServices
+from .sm import (
+    ACK_REQUEST,
+    NS_SM,
+    AckError,
+    StreamManagement,
+    answer,
+    enabled,
+    failed,
+    parse_h,
+    resumed,
+)
 from .storage import Storage
 from .xmlstream import Element
 
@@ -69,6 +88,9 @@ class Connection:
         self._drained.set()
         self.closing = False
         self.session: Session | None = None
+        self.core: C2SStream | None = None
+        #: the stream error condition we ended the connection with, if any
+        self.error: str | None = None
 
     def deliver(self, data: bytes) -> None:
         if self.closing:
@@ -84,8 +106,18 @@ class Connection:
     def kick(self, condition: str, text: str = "") -> None:
         if self.closing:
             return
+        self.error = condition
         self._queue.append(stream_error(condition, text))
         self.close()
+
+    def ended_abruptly(self) -> bool:
+        """No clean close from the client and no stream error from us but a
+        timeout: the client may come back to resume (XEP-0198)."""
+        core = self.core
+        if core is None or core.peer_closed:
+            return False
+        condition = self.error or core.error
+        return condition is None or condition == "connection-timeout"
 
     def close(self) -> None:
         """Flush what is queued, then close the stream."""
@@ -117,6 +149,31 @@ class Connection:
             stream.close()
 
 
+class Hibernating:
+    """The sink of a resumable session without a connection (XEP-0198 §5):
+    stanzas wait in the session's queue; the session ends when the timer
+    runs out, when too much waits, or when a new bind replaces it."""
+
+    def __init__(self, service: XMPPService, session: Session, timeout: float) -> None:
+        self.service = service
+        self.session = session
+        self._timer = asyncio.get_running_loop().call_later(timeout, self.expire)
+
+    def deliver(self, data: bytes) -> None:
+        pass  # kept in session.sm.unacked, sent again on resumption
+
+    def kick(self, condition: str, text: str = "") -> None:
+        self.expire()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def expire(self) -> None:
+        self._timer.cancel()
+        if self.session.sink is self:
+            self.service.end_later(self.session)
+
+
 class XMPPService:
     def __init__(self, ctx: Context, storage: Storage, secret: bytes, tls: TLSConfig) -> None:
         self.ctx = ctx
@@ -141,6 +198,7 @@ class XMPPService:
         features += b"<ver xmlns='urn:xmpp:features:rosterver'/>"
         features += b"<sub xmlns='urn:xmpp:features:pre-approval'/>"
         features += b"<csi xmlns='urn:xmpp:csi:0'/>"
+        features += f"<sm xmlns='{NS_SM}'/>".encode()
         self.settings = C2SSettings(
             domain=self.domain, max_stanza=options.max_stanza, bound_features=features
         )
@@ -149,6 +207,11 @@ class XMPPService:
         self.logins = metrics.counter("xmpp_logins_total", "Sessions bound.")
         self.stanzas = metrics.counter("xmpp_stanzas_total", "Stanzas received from bound sessions.")
         self.errors = metrics.counter("xmpp_stream_errors_total", "Streams ended by our stream error.")
+        self.hibernating = metrics.gauge(
+            "xmpp_sessions_hibernating", "Resumable sessions waiting for their client (XEP-0198)."
+        )
+        self.resumptions = metrics.counter("xmpp_resumptions_total", "Sessions resumed (XEP-0198).")
+        self._ending: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
         ctx = self.ctx
@@ -182,9 +245,20 @@ class XMPPService:
                 + self.domain
                 + " (it asks for the password)"
             )
-        async with asyncio.TaskGroup() as group:
-            for listener, direct in listeners:
-                group.create_task(listener.serve(self._handler(direct)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for listener, direct in listeners:
+                    group.create_task(listener.serve(self._handler(direct)))
+        finally:
+            # Hibernating sessions end with the server: what their clients
+            # never acknowledged goes to offline storage before we exit.
+            for sessions in list(self.im.sessions.values()):
+                for session in list(sessions.values()):
+                    if isinstance(session.sink, Hibernating):
+                        session.sink.cancel()
+                        await self.end(session)
+            if self._ending:
+                await asyncio.gather(*self._ending, return_exceptions=True)
 
     def _handler(self, direct_tls: bool) -> Callable[[Stream], Awaitable[None]]:
         async def handle(stream: Stream) -> None:
@@ -202,10 +276,60 @@ class XMPPService:
                     await self._read_loop(conn, stream, direct_tls)
                 finally:
                     conn.close()
-                    if conn.session is not None:
-                        await self.im.unbind(conn.session)
+                    session = conn.session
+                    if session is not None and session.sink is conn:
+                        sm = session.sm
+                        resumable = sm is not None and sm.resumable and not self.ctx.stopping
+                        if sm is not None and resumable and conn.ended_abruptly():
+                            session.sink = Hibernating(self, session, sm.timeout)
+                            self.hibernating.inc()
+                        else:
+                            await self.end(session)
         finally:
             self.active.dec()
+
+    async def end(self, session: Session) -> None:
+        """The session is over: unavailable to whoever saw it, then what its
+        client never acknowledged is handled as undelivered."""
+        if isinstance(session.sink, Hibernating):
+            self.hibernating.dec()
+        await self.im.unbind(session)
+        sm = session.sm
+        if sm is not None and sm.unacked:
+            unacked = list(sm.unacked)
+            sm.unacked.clear()
+            await self.im.undelivered(session, unacked)
+
+    def end_later(self, session: Session) -> None:
+        task = asyncio.get_running_loop().create_task(self.end(session))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    def _resume(self, conn: Connection, bare: JID, element: Element) -> tuple[JID | None, bytes]:
+        """XEP-0198 §5: take over the session ``previd`` of the same account."""
+        session = self.im.resumable.get(element.get("previd", "") or "")
+        sm = session.sm if session is not None else None
+        if session is None or sm is None or session.jid.bare != bare:
+            return None, failed("item-not-found")
+        try:
+            again = sm.resume(parse_h(element.get("h")))
+        except AckError:
+            return None, failed("undefined-condition", sm.handled)
+        old = session.sink
+        if isinstance(old, Hibernating):
+            old.cancel()
+            self.hibernating.dec()
+        else:
+            old.kick("conflict", "the session was resumed on another connection")
+        session.sink = conn
+        conn.session = session
+        self.resumptions.inc()
+        reply = resumed(sm) + b"".join(again)
+        if again:
+            sm.requested = True
+            reply += ACK_REQUEST
+        self.ctx.log.debug("resumed", jid=str(session.jid), resent=len(again))
+        return session.jid, reply
 
     def _bind(self, conn: Connection, bare: JID, resource: str, core: C2SStream) -> JID:
         session = self.im.bind(bare, resource, conn)
@@ -227,11 +351,13 @@ class XMPPService:
             cb_data=self.cb_data,
             lookup=self.storage.credential,
             bind=lambda bare, resource: self._bind(conn, bare, resource, core),
+            resume=lambda bare, element: self._resume(conn, bare, element),
             throttle=self.throttle,
             secret=self.secret,
             random_token=lambda: ctx.random.token(12),
             now=ctx.clock.monotonic,
         )
+        conn.core = core
         # One receive timeout for the whole connection: the runtime's stream
         # re-arms its timer only forward, so a timeout shorter than an earlier
         # one would wait for the earlier deadline.  Idle time is counted here.
@@ -251,7 +377,7 @@ class XMPPService:
                     if now - last >= options.ping_interval:
                         pinged_at = now
                         ping = f"<iq type='get' id='ping{ctx.random.token(6)}' from='{self.domain}'>"
-                        conn.deliver(ping.encode() + b"<ping xmlns='urn:xmpp:ping'/></iq>")
+                        conn.session.send(ping.encode() + b"<ping xmlns='urn:xmpp:ping'/></iq>")
                     continue
                 elif now - pinged_at < options.ping_timeout:
                     continue
@@ -268,8 +394,11 @@ class XMPPService:
                     conn.deliver(action.data)
                 elif isinstance(action, Incoming):
                     self.stanzas.inc()
-                    assert conn.session is not None
-                    await self.im.handle(conn.session, action.element, action.raw)
+                    session = conn.session
+                    assert session is not None
+                    await self.im.handle(session, action.element, action.raw)
+                    if session.sm is not None:
+                        session.sm.inbound()
                 elif isinstance(action, Nonza):
                     self._nonza(conn, action.element)
                 elif isinstance(action, StartTLS):
@@ -286,14 +415,43 @@ class XMPPService:
     def _nonza(self, conn: Connection, element: Element) -> None:
         session = conn.session
         assert session is not None
-        if element.ns == "urn:xmpp:csi:0" and element.name in ("active", "inactive"):
-            # XEP-0352: hold presence updates while inactive
-            session.set_active(element.name == "active")
-        elif element.ns == "urn:xmpp:sm:3" and element.name == "enable":
-            conn.deliver(
-                b"<failed xmlns='urn:xmpp:sm:3'><feature-not-implemented"
-                b" xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        name = element.name
+        if element.ns == "urn:xmpp:csi:0":
+            if name in ("active", "inactive"):
+                # XEP-0352: hold presence updates while inactive
+                session.set_active(name == "active")
+            return
+        sm = session.sm
+        if name == "enable":
+            if sm is not None:
+                conn.deliver(failed("unexpected-request"))
+                return
+            timeout = self.ctx.options.resume_timeout
+            wanted = element.get("max", "") or ""
+            if wanted.isdigit() and 0 < int(wanted) < timeout:
+                timeout = float(wanted)
+            sm = StreamManagement(
+                self.ctx.random.token(16),
+                resumable=element.get("resume") in ("true", "1"),
+                timeout=timeout,
+                max_unacked=self.ctx.options.max_unacked,
             )
+            conn.deliver(enabled(sm))  # before the first stanza it counts
+            session.sm = sm
+            if sm.resumable:
+                self.im.resumable[sm.id] = session
+        elif sm is None:
+            return  # r/a without stream management: nothing to count
+        elif name == "r":
+            conn.deliver(answer(sm))
+        elif name == "a":
+            try:
+                again = sm.acked(parse_h(element.get("h")))
+            except AckError as exc:
+                conn.kick("undefined-condition", str(exc))
+                return
+            if again:
+                conn.deliver(again)
 
 
 async def load_tls(ctx: Context, domain: str) -> TLSConfig:

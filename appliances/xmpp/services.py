@@ -2,8 +2,9 @@
 
 * RFC 6121 §2: roster get (with §2.6 versioning: an unchanged version gets an
   empty result and the pushes that follow) and set/remove;
-* XEP-0199 ping; XEP-0030 disco#info/#items with XEP-0115 caps computed from
-  the same identity and features; XEP-0092 software version (``--version-iq``);
+* XEP-0199 ping; the RFC 3921 session iq of old clients (nothing to do);
+* XEP-0030 disco#info/#items with XEP-0115 caps computed from the same
+  identity and features; XEP-0092 software version (``--version-iq``);
 * XEP-0054 vcard-temp (own get/set, others' get), bounded in size;
 * XEP-0191 blocking command (get, block, unblock with pushes);
 * XEP-0280 carbons enable/disable.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from .c2s import NS_CLIENT
+from .c2s import NS_CLIENT, NS_SESSION
 from .im import NS_BLOCKING, NS_CARBONS, NS_ROSTER, IMServer, Session, roster_element
 from .jid import JID, JIDError
 from .stanzas import error_reply, iq_result
@@ -82,6 +83,8 @@ class ServerServices:
         own = to is not None and to.local != ""
         if ns == NS_PING and kind == "get":
             self._reply(session, iq)
+        elif ns == NS_SESSION and kind == "set" and not own:
+            self._reply(session, iq)  # RFC 3921 §3 session establishment: a no-op for old clients
         elif ns == NS_ROSTER and name == "query" and (to is None or own):
             await self._roster(session, iq, child)
         elif ns == NS_DISCO_INFO and kind == "get":

@@ -4,12 +4,13 @@ XEP-0203 delay stamps, XEP-0082 date-times without a time module."""
 from __future__ import annotations
 
 from .c2s import NS_CLIENT, NS_STANZAS
-from .xmlstream import Element
+from .xmlstream import NS_STREAMS, Element, Stanza, StreamError, XMLStreamParser
 
 __all__ = [
     "NS_DELAY",
     "error_reply",
     "iq_result",
+    "parse_stanzas",
     "stamp",
 ]
 
@@ -80,3 +81,16 @@ def stamp(seconds: float) -> str:
     year = yoe + era * 400 + (1 if month <= 2 else 0)
     millis = int((seconds - whole) * 1000)
     return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+
+
+_STREAM_HEAD = f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAMS}'>".encode()
+
+
+def parse_stanzas(data: bytes) -> list[Element]:
+    """The stanzas in ``data`` as we serialized them for a client's stream
+    (to look again at what was queued; nothing from outside)."""
+    try:
+        events = XMLStreamParser(max_stanza=max(len(data), 10000)).feed(_STREAM_HEAD + data)
+    except StreamError:
+        return []
+    return [event.element for event in events if isinstance(event, Stanza)]
