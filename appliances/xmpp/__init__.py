@@ -17,6 +17,7 @@ stanzas; ``server`` is the I/O edge; ``storage`` the tables.
 from runtime import ADDRESS, BOOL, DURATION, FILE, INT, NET, SIZE, STORE, STR, Appliance, Option
 
 from .commands import COMMANDS
+from .console import CONSOLE_COMMANDS
 from .options import check_domain
 from .server import serve
 
@@ -84,4 +85,5 @@ APPLIANCE = Appliance(
     ),
     listen=("127.0.0.1:5222",),
     commands=COMMANDS,
+    console=CONSOLE_COMMANDS,
 )

@@ -5,14 +5,17 @@ They work on the store a running server uses (SQLite arbitrates the two
 processes; the server reads accounts from the store at every login, so a new
 account or password counts at once).  Passwords come from ``--password PW``
 or, on the command line, from the first line of stdin; only salted SCRAM keys
-are written (``Storage.create_account``).
+are written (``Storage.create_account``).  ``user del`` and ``user passwd``
+close the account's sessions: at once in the console, within a few seconds
+when run from the command line (the server reads the change from the store).
 """
 
 from __future__ import annotations
 
-from runtime import Call, Command, Reply, UsageError, table_text
+from runtime import Call, Command, Reply, UsageError, find_service, table_text
 
 from .jid import JID, JIDError
+from .server import XMPPService
 from .storage import Storage
 
 __all__ = ["COMMANDS"]
@@ -72,12 +75,21 @@ async def _add(call: Call) -> Reply:
     return Reply(text=f"added {jid}", data={"added": jid})
 
 
+def _close_sessions(call: Call) -> None:
+    """In the console of the running server: close the account's sessions
+    now (a server in another process does so when it reads the change)."""
+    service = find_service(call.ctx, XMPPService)
+    if service is not None:
+        service.apply_account_changes()
+
+
 async def _passwd(call: Call) -> Reply:
     jid = _account(call, call.args[0])
     password = _password(call, call.args[1:])
     storage = await _storage(call)
     if not await storage.set_password(jid, password, call.ctx.random):
         return Reply.failed(f"no account {jid}", data={"error": "not-found"})
+    _close_sessions(call)
     return Reply(text=f"password of {jid} changed", data={"changed": jid})
 
 
@@ -86,6 +98,7 @@ async def _delete(call: Call) -> Reply:
     storage = await _storage(call)
     if not await storage.delete_account(jid):
         return Reply.failed(f"no account {jid}", data={"error": "not-found"})
+    _close_sessions(call)
     return Reply(text=f"deleted {jid}", data={"deleted": jid})
 
 

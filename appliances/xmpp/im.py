@@ -72,6 +72,8 @@ class Session:
     initial_done: bool = False
     #: XEP-0198, once the client enabled it
     sm: StreamManagement | None = None
+    #: when it was bound (wall clock, for the console)
+    since: float = 0.0
 
     @property
     def full(self) -> str:

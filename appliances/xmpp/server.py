@@ -70,6 +70,8 @@ from .xmlstream import Element
 __all__ = ["Connection", "XMPPService", "serve"]
 
 RECEIVE_SIZE = 65536
+#: how often the server looks for accounts deleted or re-keyed by another process
+CHANGES_POLL = 2.0
 CERT_KEY = "xmpp/tls/cert.pem"
 KEY_KEY = "xmpp/tls/key.pem"
 SECRET_KEY = "xmpp/secret"
@@ -212,6 +214,7 @@ class XMPPService:
         )
         self.resumptions = metrics.counter("xmpp_resumptions_total", "Sessions resumed (XEP-0198).")
         self._ending: set[asyncio.Task[None]] = set()
+        self._seen_change = storage.last_change()
 
     async def serve(self) -> None:
         ctx = self.ctx
@@ -238,6 +241,7 @@ class XMPPService:
         if not listeners:
             raise ConfigError("nothing to serve on: give --listen or --tls-listen", option="listen")
         accounts = len(self.storage.accounts())
+        ctx.provide(self)
         ctx.ready(domain=self.domain, accounts=accounts)
         if accounts == 0:
             ctx.log.info(
@@ -249,6 +253,7 @@ class XMPPService:
             async with asyncio.TaskGroup() as group:
                 for listener, direct in listeners:
                     group.create_task(listener.serve(self._handler(direct)))
+                group.create_task(self._watch_accounts())
         finally:
             # Hibernating sessions end with the server: what their clients
             # never acknowledged goes to offline storage before we exit.
@@ -259,6 +264,77 @@ class XMPPService:
                         await self.end(session)
             if self._ending:
                 await asyncio.gather(*self._ending, return_exceptions=True)
+
+    async def _watch_accounts(self) -> None:
+        """Close the sessions of accounts deleted or given a new password,
+        by a console command here or ``user ...`` from another process."""
+        ctx = self.ctx
+        while not ctx.stopping:
+            try:
+                await asyncio.wait_for(ctx.wait_stopping(), CHANGES_POLL)
+                return
+            except TimeoutError:
+                pass
+            self.apply_account_changes()
+
+    def apply_account_changes(self) -> None:
+        for seq, jid, what in self.storage.changes(self._seen_change):
+            self._seen_change = seq
+            if what == "deleted":
+                self.close_account(jid, "not-authorized", "the account was deleted")
+            else:
+                # RFC 6120 §4.9.3.16: the credentials of the stream changed
+                self.close_account(jid, "reset", "the password was changed")
+
+    def close_account(self, bare: str, condition: str, text: str) -> int:
+        """End every session of ``bare`` (live ones with a stream error)."""
+        sessions = self.im.resources(bare)
+        for session in sessions:
+            session.sink.kick(condition, text)
+        if sessions:
+            self.ctx.log.info("sessions closed", jid=bare, count=len(sessions), reason=text)
+        return len(sessions)
+
+    def kick(self, jid: JID) -> int:
+        """The console's ``kick``: one session (full JID) or all of an account."""
+        if not jid.resource:
+            return self.close_account(str(jid), "policy-violation", "closed by an administrator")
+        session = self.im.session(jid)
+        if session is None:
+            return 0
+        session.sink.kick("policy-violation", "closed by an administrator")
+        self.ctx.log.info("sessions closed", jid=str(jid), count=1, reason="closed by an administrator")
+        return 1
+
+    def session_rows(self) -> list[dict[str, object]]:
+        """The console's ``sessions``: every bound session, by JID."""
+        now = self.ctx.clock.now()
+        rows: list[dict[str, object]] = []
+        for bare in sorted(self.im.sessions):
+            resources = self.im.sessions[bare]
+            for session in [resources[name] for name in sorted(resources)]:
+                sink = session.sink
+                sm = session.sm
+                row: dict[str, object] = {
+                    "jid": str(session.jid),
+                    "state": "hibernating" if isinstance(sink, Hibernating) else "connected",
+                    "presence": "available" if session.available else "unavailable",
+                    "priority": session.priority,
+                    "seconds": round(now - session.since, 1),
+                    "address": "",
+                    "tls": "",
+                    "sm": "off" if sm is None else ("resumable" if sm.resumable else "on"),
+                    "unacked": len(sm.unacked) if sm is not None else 0,
+                }
+                if isinstance(sink, Connection):
+                    peer = sink.stream.peer
+                    row["address"] = (
+                        f"[{peer.host}]:{peer.port}" if ":" in peer.host else f"{peer.host}:{peer.port}"
+                    )
+                    tls = sink.stream.tls
+                    row["tls"] = tls.version if tls is not None else ""
+                rows.append(row)
+        return rows
 
     def _handler(self, direct_tls: bool) -> Callable[[Stream], Awaitable[None]]:
         async def handle(stream: Stream) -> None:
@@ -333,6 +409,7 @@ class XMPPService:
 
     def _bind(self, conn: Connection, bare: JID, resource: str, core: C2SStream) -> JID:
         session = self.im.bind(bare, resource, conn)
+        session.since = self.ctx.clock.now()
         conn.session = session
         self.logins.inc()
         tls = conn.stream.tls

@@ -7,7 +7,9 @@ JID text (``alice@localhost``), so several domains (and, later, remote
 contacts of federation) fit without a schema change.
 
 The running server reads accounts from the store on every login (no cache):
-``python -m appliances.xmpp user ...`` may change them while it runs.
+``python -m appliances.xmpp user ...`` may change them while it runs.  A
+deleted account or a changed password is also written to ``xmpp_changes``,
+which the server reads every few seconds to close the account's sessions.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ MIGRATIONS = [
     CREATE TABLE xmpp_vcard(jid TEXT PRIMARY KEY, xml BLOB NOT NULL);
     CREATE TABLE xmpp_blocklist(jid TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY(jid, blocked));
     """,
+    """
+    CREATE TABLE xmpp_changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, jid TEXT NOT NULL, what TEXT NOT NULL);
+    """,
 ]
+#: account changes kept for servers to catch up with (they read every few seconds)
+KEEP_CHANGES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +139,51 @@ class Storage:
         return count == 1
 
     async def set_password(self, jid: str, password: str, random: Random) -> bool:
+        if not self.has_account(jid):
+            return False
         salt, iterations, sha1, sha256 = self._keys(password, random)
-        count = await self.store.execute(
-            "UPDATE xmpp_accounts SET salt = ?, iterations = ?, sha1_stored = ?, sha1_server = ?,"
-            " sha256_stored = ?, sha256_server = ? WHERE jid = ?",
-            (salt, iterations, sha1.stored_key, sha1.server_key, sha256.stored_key, sha256.server_key, jid),
+        await self.store.transaction(
+            [
+                (
+                    "UPDATE xmpp_accounts SET salt = ?, iterations = ?, sha1_stored = ?, sha1_server = ?,"
+                    " sha256_stored = ?, sha256_server = ? WHERE jid = ?",
+                    (
+                        *(salt, iterations, sha1.stored_key, sha1.server_key),
+                        *(sha256.stored_key, sha256.server_key, jid),
+                    ),
+                ),
+                *self._changed(jid, "password"),
+            ]
         )
-        return count == 1
+        return True
+
+    @staticmethod
+    def _changed(jid: str, what: str) -> list[tuple[str, tuple[Any, ...]]]:
+        return [
+            ("INSERT INTO xmpp_changes(jid, what) VALUES (?, ?)", (jid, what)),
+            (
+                "DELETE FROM xmpp_changes WHERE seq <= (SELECT max(seq) FROM xmpp_changes) - ?",
+                (KEEP_CHANGES,),
+            ),
+        ]
+
+    def last_change(self) -> int:
+        rows = self.store.query("SELECT max(seq) FROM xmpp_changes")
+        return int(rows[0][0] or 0)
+
+    def changes(self, after: int) -> list[tuple[int, str, str]]:
+        """Account changes (seq, bare JID, "password" or "deleted") after ``after``."""
+        rows = self.store.query(
+            "SELECT seq, jid, what FROM xmpp_changes WHERE seq > ? ORDER BY seq", (after,)
+        )
+        return [(int(seq), str(jid), str(what)) for seq, jid, what in rows]
 
     async def delete_account(self, jid: str) -> bool:
         if not self.has_account(jid):
             return False
         await self.store.transaction(
             [
+                *self._changed(jid, "deleted"),
                 ("DELETE FROM xmpp_accounts WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_roster WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_roster_version WHERE jid = ?", (jid,)),

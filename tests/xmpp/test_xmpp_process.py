@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xmpp_helpers import WAIT, Client
+from xmpp_helpers import WAIT, Client, RawClient
 
 from runtime import Address
 
@@ -150,9 +150,14 @@ async def test_accounts_from_the_command_line_and_kill_9(tmp_path: Path) -> None
         message = await bob.next_message("stored before the crash")
         assert str(message["from"]) == "alice@localhost/desk"
         assert message["delay"]["stamp"] is not None
-        carol = Client("carol@localhost/x", "c")
-        assert await carol.login(address)
-        await carol.close()
+        # deleted from another process: the server closes carol's session
+        # when it reads the change from the store (every few seconds)
+        carol = await RawClient.open(address)
+        await carol.login("carol", "c", "x")
+        code, out, _ = await command(state, "user", "del", "carol@localhost")
+        assert (code, out.strip()) == (0, "deleted carol@localhost")
+        closed = await carol.read_to_close()
+        assert b"<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in closed
         await bob.close()
         second.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.proc.wait(), WAIT) == 0
