@@ -10,7 +10,8 @@ PLAIN      ``<starttls/>`` (§5): ``<proceed/>``, then    ``<auth>``: SASL failu
                                                          (§6.5.4); stanzas: stream
                                                          error ``not-authorized``
 SECURE     ``<auth>``/``<response>``/``<abort>`` (§6)    stanzas: ``not-authorized``
-           -> ``<success>`` and a stream restart
+           -> ``<success>`` and a stream restart;
+           with ``register``: XEP-0077 iqs (``PreAuth``)
 AUTHED     the bind iq (§7); XEP-0198 ``<resume/>``     other stanzas: ``not-authorized``
            (the ``resume`` callback decides)
 BOUND      stanzas (``Incoming``), XEP-0198 ``r``/       unknown top-level elements:
@@ -64,6 +65,7 @@ __all__ = [
     "Close",
     "Incoming",
     "Nonza",
+    "PreAuth",
     "Send",
     "StartTLS",
     "State",
@@ -80,6 +82,7 @@ NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_SM = "urn:xmpp:sm:3"
 NS_CSI = "urn:xmpp:csi:0"
+NS_REGISTER = "jabber:iq:register"
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 
 
@@ -114,6 +117,13 @@ class Incoming:
 
 
 @dataclass(frozen=True, slots=True)
+class PreAuth:
+    """An XEP-0077 registration iq before authentication (TLS is in place)."""
+
+    element: Element
+
+
+@dataclass(frozen=True, slots=True)
 class Nonza:
     """A stream-level element of a bound stream for the session (XEP-0198, XEP-0352)."""
 
@@ -125,7 +135,7 @@ class Close:
     """Everything is sent; close the connection."""
 
 
-Action = Send | StartTLS | Incoming | Nonza | Close
+Action = Send | StartTLS | Incoming | PreAuth | Nonza | Close
 
 
 def stream_error(condition: str, text: str = "") -> bytes:
@@ -371,6 +381,11 @@ class C2SStream:
                 return
             if element.ns == NS_TLS:
                 raise StreamError("policy-violation", "TLS is already in place")
+            if self.settings.register and element.ns == NS_CLIENT and element.name == "iq":
+                query = element.first()
+                if query is not None and query.ns == NS_REGISTER:
+                    actions.append(PreAuth(element))
+                    return
             raise StreamError("not-authorized", "authenticate first")
         # AUTHED: bind, or XEP-0198 resumption instead of it
         if element.ns == NS_SM and self._resume is not None:

@@ -49,9 +49,10 @@ from runtime import (
     tls_server_end_point,
 )
 
-from .c2s import C2SSettings, C2SStream, Incoming, Nonza, Send, StartTLS, Throttle, stream_error
+from .c2s import C2SSettings, C2SStream, Incoming, Nonza, PreAuth, Send, StartTLS, Throttle, stream_error
 from .im import IMServer, Session
 from .jid import JID
+from .register import Registration
 from .services import ServerServices
 from .sm import (
     ACK_REQUEST,
@@ -194,7 +195,15 @@ class XMPPService:
             token=lambda: ctx.random.token(9),
             max_offline=options.max_offline,
         )
-        self.services = ServerServices(self.im, version=ctx.appliance.version if options.version_iq else None)
+        self.registration = Registration(
+            self.domain, storage, random=ctx.random, now=ctx.clock.now, limit=options.register_limit
+        )
+        self.services = ServerServices(
+            self.im,
+            version=ctx.appliance.version if options.version_iq else None,
+            registration=self.registration,
+            account_changed=lambda session: self.apply_account_changes(keep=session),
+        )
         self.im.services = self.services
         features = self.services.caps_feature()
         features += b"<ver xmlns='urn:xmpp:features:rosterver'/>"
@@ -202,7 +211,10 @@ class XMPPService:
         features += b"<csi xmlns='urn:xmpp:csi:0'/>"
         features += f"<sm xmlns='{NS_SM}'/>".encode()
         self.settings = C2SSettings(
-            domain=self.domain, max_stanza=options.max_stanza, bound_features=features
+            domain=self.domain,
+            max_stanza=options.max_stanza,
+            bound_features=features,
+            register=options.register,
         )
         metrics = ctx.metrics
         self.active = metrics.gauge("xmpp_connections_active", "Client connections open now.")
@@ -277,18 +289,20 @@ class XMPPService:
                 pass
             self.apply_account_changes()
 
-    def apply_account_changes(self) -> None:
+    def apply_account_changes(self, keep: Session | None = None) -> None:
+        """Close the sessions of accounts changed since the last look (but
+        ``keep``, the session that changed its own password in-band)."""
         for seq, jid, what in self.storage.changes(self._seen_change):
             self._seen_change = seq
             if what == "deleted":
                 self.close_account(jid, "not-authorized", "the account was deleted")
             else:
                 # RFC 6120 §4.9.3.16: the credentials of the stream changed
-                self.close_account(jid, "reset", "the password was changed")
+                self.close_account(jid, "reset", "the password was changed", keep=keep)
 
-    def close_account(self, bare: str, condition: str, text: str) -> int:
+    def close_account(self, bare: str, condition: str, text: str, keep: Session | None = None) -> int:
         """End every session of ``bare`` (live ones with a stream error)."""
-        sessions = self.im.resources(bare)
+        sessions = [session for session in self.im.resources(bare) if session is not keep]
         for session in sessions:
             session.sink.kick(condition, text)
         if sessions:
@@ -476,6 +490,8 @@ class XMPPService:
                     await self.im.handle(session, action.element, action.raw)
                     if session.sm is not None:
                         session.sm.inbound()
+                elif isinstance(action, PreAuth):
+                    conn.deliver(await self.registration.before_auth(action.element, stream.peer.host))
                 elif isinstance(action, Nonza):
                     self._nonza(conn, action.element)
                 elif isinstance(action, StartTLS):

@@ -7,7 +7,8 @@
   identity and features; XEP-0092 software version (``--version-iq``);
 * XEP-0054 vcard-temp (own get/set, others' get), bounded in size;
 * XEP-0191 blocking command (get, block, unblock with pushes);
-* XEP-0280 carbons enable/disable.
+* XEP-0280 carbons enable/disable;
+* XEP-0077 for the session's own account: password change, cancellation.
 
 Anything else: ``service-unavailable`` (RFC 6120 §8.4), never silence.
 """
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 
-from .c2s import NS_CLIENT, NS_SESSION
+from .c2s import NS_CLIENT, NS_REGISTER, NS_SESSION
 from .im import NS_BLOCKING, NS_CARBONS, NS_ROSTER, IMServer, Session, roster_element
 from .jid import JID, JIDError
+from .register import Registration
 from .stanzas import error_reply, iq_result
 from .xmlstream import Element, Stanza, StreamError, XMLStreamParser, serialize
 
@@ -42,6 +45,7 @@ FEATURES = (
     NS_VCARD,
     NS_VERSION,
     "urn:xmpp:csi:0",
+    NS_REGISTER,
 )
 IDENTITY = ("server", "im", "")
 ACCOUNT_FEATURES = (NS_DISCO_INFO, NS_VCARD)
@@ -57,9 +61,19 @@ def caps_ver(identity: tuple[str, str, str], features: tuple[str, ...]) -> str:
 
 
 class ServerServices:
-    def __init__(self, im: IMServer, *, version: str | None) -> None:
+    def __init__(
+        self,
+        im: IMServer,
+        *,
+        version: str | None,
+        registration: Registration,
+        account_changed: Callable[[Session | None], None],
+    ) -> None:
         self.im = im
         self.version = version
+        self.registration = registration
+        #: after a password change (the session that made it keeps going) or a deletion
+        self.account_changed = account_changed
         features = FEATURES if version is not None else tuple(f for f in FEATURES if f != NS_VERSION)
         self.features = tuple(sorted(features))
         self.caps_node = "https://github.com/appliances/xmpp"
@@ -103,6 +117,11 @@ class ServerServices:
         elif ns == NS_CARBONS and kind == "set" and name in ("enable", "disable"):
             session.carbons = name == "enable"
             self._reply(session, iq)
+        elif ns == NS_REGISTER and name == "query" and not own:
+            reply, change = await self.registration.from_session(iq, session.bare)
+            session.send(reply)
+            if change is not None:
+                self.account_changed(session if change == "password" else None)
         else:
             self._error(session, iq, "service-unavailable")
 
