@@ -18,7 +18,7 @@ from runtime import ADDRESS, BOOL, DURATION, FILE, INT, NET, SIZE, STORE, STR, A
 
 from .commands import COMMANDS
 from .console import CONSOLE_COMMANDS
-from .options import check_domain
+from .options import check_component, check_domain
 from .server import serve
 
 __all__ = ["APPLIANCE"]
@@ -38,6 +38,24 @@ APPLIANCE = Appliance(
             "Direct TLS address (XEP-0368; repeatable)",
             repeat=True,
             metavar="ADDR:PORT",
+        ),
+        Option(
+            "component_listen",
+            ADDRESS,
+            [],
+            "address for external components (XEP-0114; repeatable)",
+            repeat=True,
+            metavar="ADDR:PORT",
+        ),
+        Option(
+            "component",
+            STR,
+            [],
+            "an external component's domain and shared secret (repeatable)",
+            repeat=True,
+            check=check_component,
+            metavar="NAME=SECRET",
+            secret=True,
         ),
         Option(
             "tls_cert",

@@ -7,6 +7,9 @@ Routing (RFC 6120 §10, RFC 6121 §8.5): a stanza from a bound session goes to
 * a local account: by type and by resource (``_message``, ``_presence``,
   ``_iq_to_user``); messages to an offline account are stored (§8.5.2.1.1)
   and delivered with XEP-0203 delay stamps on its next initial presence;
+* an XEP-0114 component's domain: handed to its connection as it is
+  (``service-unavailable`` while a configured component is not connected);
+  stanzas from components come in through ``from_component``;
 * anything else (another domain): ``remote-server-not-found`` until
   federation exists; ``route_remote`` is the one place it will plug in.
 
@@ -28,7 +31,7 @@ from runtime import Log
 from .c2s import NS_CLIENT
 from .jid import JID, JIDError
 from .sm import StreamManagement
-from .stanzas import NS_DELAY, error_reply, parse_stanzas, stamp
+from .stanzas import NS_DELAY, error_reply, iq_result, parse_stanzas, stamp
 from .storage import RosterItem, Storage
 from .xmlstream import Element, serialize
 
@@ -42,6 +45,7 @@ NS_BLOCKING = "urn:xmpp:blocking"
 NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 #: RFC 6121 §8.5.2.1.1 and §8.5.3.2.1: message types a bare JID stores or hands on
 _STORABLE = frozenset({"normal", "chat"})
+_SUBSCRIPTION = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
 class Sink(Protocol):
@@ -136,6 +140,9 @@ class IMServer:
         self._blocklists: dict[str, set[str]] = {}
         #: iq handlers by (child namespace), set by Services
         self.services: Services | None = None
+        #: XEP-0114: the configured component domains, and the connected ones
+        self.component_domains: frozenset[str] = frozenset()
+        self.components: dict[str, Sink] = {}
 
     # ----------------------------------------------------------------- sessions
 
@@ -184,6 +191,10 @@ class IMServer:
             self._bounce(session, element, "jid-malformed")
             return
         name = element.name
+        if to is not None and to.domain in self.component_domains:
+            if name != "presence" or element.get("type") not in _SUBSCRIPTION:
+                self._to_component(session, element, to)
+                return
         if name == "message":
             await self._outbound_message(session, element, raw, to)
         elif name == "presence":
@@ -219,6 +230,69 @@ class IMServer:
 
     def is_local_user(self, jid: JID) -> bool:
         return jid.domain == self.domain and bool(jid.local) and self.storage.has_account(str(jid.bare))
+
+    def _to_component(self, session: Session, element: Element, to: JID) -> None:
+        component = self.components.get(to.domain)
+        if component is None:
+            self._bounce(session, element, "service-unavailable")
+            return
+        if element.name == "presence" and element.get("type") in (None, "unavailable"):
+            if element.get("type") is None:
+                session.directed.add(str(to))
+            else:
+                session.directed.discard(str(to))
+        component.deliver(serialize(element))
+
+    async def from_component(self, element: Element, sender: JID, reply: Sink) -> None:
+        """A stanza from a connected component (``from`` in its domain, ``to`` set)."""
+        to = JID.parse(element.attrs["to"])
+        name = element.name
+        kind = element.get("type")
+
+        def refuse(condition: str) -> None:
+            if kind != "error" and name != "presence":
+                reply.deliver(serialize(error_reply(element, condition)))
+
+        if to.domain in self.component_domains:
+            component = self.components.get(to.domain)
+            if component is None:
+                refuse("service-unavailable")
+            else:
+                component.deliver(serialize(element))
+            return
+        if to.domain != self.domain:
+            refuse("remote-server-not-found")
+            return
+        if not to.local:
+            if name == "iq" and kind == "get" and element.find("ping", "urn:xmpp:ping") is not None:
+                reply.deliver(serialize(iq_result(element)))
+            else:
+                refuse("service-unavailable")
+            return
+        bare = str(to.bare)
+        if not self.storage.has_account(bare) or self.blocks(bare, sender):
+            refuse("service-unavailable")
+            return
+        if name == "message":
+            await self.deliver_message(element, None, to, sender, None)
+        elif name == "presence":
+            if kind in _SUBSCRIPTION:
+                async with self._roster_lock:
+                    await self._inbound_subscription(kind, sender.bare, to.bare)
+            elif kind == "probe":
+                item = self.storage.roster_item(bare, str(sender.bare))
+                if item is not None and item.from_:
+                    for other in self.resources(bare):
+                        if other.available and other.presence is not None:
+                            out = other.presence.copy()
+                            out.attrs.update({"from": other.full, "to": str(sender)})
+                            reply.deliver(serialize(out))
+            else:
+                self.deliver_presence_to(str(to), sender, element)
+        elif to.resource and (target := self.session(to)) is not None:
+            target.send(serialize(element))
+        elif kind in ("get", "set"):
+            refuse("service-unavailable")
 
     def route_remote(self, session: Session, element: Element) -> None:
         """Another domain: no federation yet (RFC 6120 §10.4.3)."""
@@ -337,7 +411,7 @@ class IMServer:
     async def _outbound_presence(self, session: Session, element: Element, to: JID | None) -> None:
         kind = element.get("type")
         if kind in ("subscribe", "subscribed", "unsubscribe", "unsubscribed"):
-            if to is None or not to.local:
+            if to is None or (not to.local and to.domain not in self.component_domains):
                 return
             await self._outbound_subscription(session, kind, to.bare)
             return
@@ -407,7 +481,12 @@ class IMServer:
         except JIDError:
             return
         if jid.domain != self.domain:
-            return  # federation: later
+            component = self.components.get(jid.domain)
+            if component is not None:
+                out = presence.copy()
+                out.attrs.update({"from": str(sender), "to": contact})
+                component.deliver(serialize(out))
+            return  # other domains: federation, later
         if jid.resource:
             target = self.session(jid)
             if target is not None:
@@ -450,6 +529,11 @@ class IMServer:
             try:
                 contact = JID.parse(item.contact)
             except JIDError:
+                continue
+            component = self.components.get(contact.domain)
+            if component is not None:
+                attrs = {"type": "probe", "from": session.bare, "to": item.contact}
+                component.deliver(serialize(Element("presence", NS_CLIENT, attrs)))
                 continue
             self._answer_probe(contact, session)
 
@@ -500,7 +584,8 @@ class IMServer:
     async def _outbound_subscription(self, session: Session, kind: str, contact: JID) -> None:
         user = session.bare
         target = str(contact)
-        if contact.domain != self.domain:
+        component = self.components.get(contact.domain)
+        if contact.domain != self.domain and component is None:
             return  # federation: later
         async with self._roster_lock:
             item = self.storage.roster_item(user, target) or RosterItem(target)
@@ -525,7 +610,12 @@ class IMServer:
             stanza_from = session.jid.bare
             if kind == "subscribed" and not item.pending_in:
                 return  # a pre-approval is not routed
-            delivered = await self._inbound_subscription(kind, stanza_from, contact)
+            if component is not None:
+                attrs = {"type": kind, "from": str(stanza_from), "to": target}
+                component.deliver(serialize(Element("presence", NS_CLIENT, attrs)))
+                delivered = True
+            else:
+                delivered = await self._inbound_subscription(kind, stanza_from, contact)
         if kind == "subscribed" and delivered:
             # §3.1.5: the contact's presence is sent to the new subscriber
             for other in self.resources(user):
@@ -538,6 +628,11 @@ class IMServer:
 
     async def _inbound_subscription(self, kind: str, sender: JID, to: JID) -> bool:
         """Process ``kind`` from ``sender`` at the local account ``to``; whether it was delivered."""
+        component = self.components.get(to.domain)
+        if component is not None:  # an answer made for a user, to a component contact
+            attrs = {"type": kind, "from": str(sender), "to": str(to)}
+            component.deliver(serialize(Element("presence", NS_CLIENT, attrs)))
+            return True
         user = str(to)
         if not self.storage.has_account(user) or self.blocks(user, sender):
             return False

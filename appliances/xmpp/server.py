@@ -49,7 +49,19 @@ from runtime import (
     tls_server_end_point,
 )
 
-from .c2s import C2SSettings, C2SStream, Incoming, Nonza, PreAuth, Send, StartTLS, Throttle, stream_error
+from .c2s import (
+    C2SSettings,
+    C2SStream,
+    Close,
+    Incoming,
+    Nonza,
+    PreAuth,
+    Send,
+    StartTLS,
+    Throttle,
+    stream_error,
+)
+from .component import ComponentStream, parse_component
 from .im import IMServer, Session
 from .jid import JID
 from .register import Registration
@@ -225,6 +237,11 @@ class XMPPService:
             "xmpp_sessions_hibernating", "Resumable sessions waiting for their client (XEP-0198)."
         )
         self.resumptions = metrics.counter("xmpp_resumptions_total", "Sessions resumed (XEP-0198).")
+        self.components = metrics.gauge(
+            "xmpp_components_connected", "External components connected (XEP-0114)."
+        )
+        self.component_secrets = dict(parse_component(text) for text in options.component)
+        self.im.component_domains = frozenset(self.component_secrets)
         self._ending: set[asyncio.Task[None]] = set()
         self._seen_change = storage.last_change()
 
@@ -236,7 +253,10 @@ class XMPPService:
             idle_timeout=options.idle_timeout,
             drain_timeout=options.drain_timeout,
         )
+        if options.component_listen and not self.component_secrets:
+            raise ConfigError("--component-listen needs a --component NAME=SECRET", option="component")
         listeners: list[tuple[StreamListener, bool]] = []
+        component_listeners: list[StreamListener] = []
         try:
             for address in options.listen:
                 listeners.append((await ctx.net.listen_tcp(address, limits=limits), False))
@@ -246,8 +266,10 @@ class XMPPService:
                 except ValueError as exc:
                     raise ConfigError(f"--tls-cert/--tls-key: {exc}", option="tls_cert") from None
                 listeners.append((listener, True))
+            for address in options.component_listen:
+                component_listeners.append(await ctx.net.listen_tcp(address, limits=limits))
         except BaseException:
-            for listener, _ in listeners:
+            for listener in [listener for listener, _ in listeners] + component_listeners:
                 await listener.aclose()
             raise
         if not listeners:
@@ -265,6 +287,8 @@ class XMPPService:
             async with asyncio.TaskGroup() as group:
                 for listener, direct in listeners:
                     group.create_task(listener.serve(self._handler(direct)))
+                for component_listener in component_listeners:
+                    group.create_task(component_listener.serve(self.component_connection))
                 group.create_task(self._watch_accounts())
         finally:
             # Hibernating sessions end with the server: what their clients
@@ -349,6 +373,70 @@ class XMPPService:
                     row["tls"] = tls.version if tls is not None else ""
                 rows.append(row)
         return rows
+
+    async def component_connection(self, stream: Stream) -> None:
+        """An XEP-0114 component: the handshake, then its stanzas routed."""
+        ctx = self.ctx
+        options = ctx.options
+        conn = Connection(stream, options.max_send_buffer)
+        attached = ""
+
+        def attach(domain: str) -> str | None:
+            nonlocal attached
+            if domain in self.im.components:
+                return "conflict"
+            self.im.components[domain] = conn
+            attached = domain
+            self.components.inc()
+            ctx.log.info("component connected", domain=domain, peer=stream.peer.host)
+            return None
+
+        core = ComponentStream(
+            self.component_secrets,
+            max_stanza=options.max_stanza,
+            random_token=lambda: ctx.random.token(12),
+            attach=attach,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(conn.write_loop())
+                try:
+                    await self._component_loop(conn, core)
+                finally:
+                    conn.close()
+        finally:
+            if attached and self.im.components.get(attached) is conn:
+                del self.im.components[attached]
+                self.components.dec()
+                ctx.log.info("component disconnected", domain=attached)
+
+    async def _component_loop(self, conn: Connection, core: ComponentStream) -> None:
+        ctx = self.ctx
+        options = ctx.options
+        stream = conn.stream
+        while not conn.closing:
+            try:
+                # before the handshake the idle timeout applies; after it a
+                # quiet component gets whitespace keepalives (RFC 6120 §4.6.1)
+                data = await stream.receive(RECEIVE_SIZE, timeout=options.idle_timeout)
+            except TimeoutError:
+                if core.authenticated:
+                    conn.deliver(b" ")
+                    continue
+                actions = core.fail("connection-timeout", "no handshake in time")
+            else:
+                if not data and ctx.stopping and not stream.closed:
+                    actions = core.fail("system-shutdown", "the server is stopping")
+                else:
+                    actions = core.receive(data)
+            for action in actions:
+                if isinstance(action, Send):
+                    conn.deliver(action.data)
+                elif isinstance(action, Incoming):
+                    element = action.element
+                    await self.im.from_component(element, JID.parse(element.attrs["from"]), conn)
+                elif isinstance(action, Close):
+                    return
 
     def _handler(self, direct_tls: bool) -> Callable[[Stream], Awaitable[None]]:
         async def handle(stream: Stream) -> None:
