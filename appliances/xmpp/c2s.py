@@ -259,6 +259,9 @@ class C2SStream:
                         # clear; a client waiting for <proceed/> sent no more.
                         raise StreamError("policy-violation", "data after <starttls/> before the handshake")
                     break
+            else:
+                if parser is self.parser and parser.error is not None:
+                    raise parser.error
         except StreamError as exc:
             if _restarting(actions):
                 actions.pop()

@@ -103,6 +103,9 @@ class ComponentStream:
                     actions += [Send(b"</stream:stream>"), Close()]
                 if self.closed:
                     break
+            else:
+                if self.parser.error is not None:
+                    raise self.parser.error
         except StreamError as exc:
             return actions + self.fail(exc.condition, exc.text)
         return actions

@@ -244,7 +244,14 @@ class XMLStreamParser:
             raise self._fail(exc) from None
         except expat.ExpatError as exc:
             condition = _EXPAT_CONDITIONS.get(exc.code, "not-well-formed")
-            raise self._fail(StreamError(condition, expat.errors.messages[exc.code])) from None
+            error = StreamError(condition, expat.errors.messages[exc.code])
+            if not any(type(event) is Stanza for event in self._events):
+                raise self._fail(error) from None
+            # Complete elements came before the bad bytes: they are handed out
+            # first and the error stands (``error``).  After SASL success the
+            # bytes that follow belong to a new stream (RFC 6120 §6.4.6), which
+            # the caller starts with ``pending()``.
+            self._failed = error
         # Drop what is consumed (complete elements, keepalive whitespace); what
         # remains is one element (or header) in progress, and it is bounded.
         done = self._safe - self._base
@@ -256,6 +263,11 @@ class XMLStreamParser:
             raise self._fail(StreamError("policy-violation", f"element larger than {self.max_stanza} bytes"))
         events, self._events = self._events, []
         return events
+
+    @property
+    def error(self) -> StreamError | None:
+        """The error that ended this stream, if any (raised again by ``feed``)."""
+        return self._failed
 
     def pending(self) -> bytes:
         """Bytes received after the last complete top-level element (for a stream restart)."""

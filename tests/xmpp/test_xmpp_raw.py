@@ -52,6 +52,28 @@ async def test_cleartext_after_starttls_is_refused_and_the_handshake_is_never_lo
             raw.close()
 
 
+async def test_a_client_that_pipelines_its_login_is_served(tmp_path: Path) -> None:
+    """Auth, the new stream's header, bind and a ping in one write (XEP-0305
+    style): the bytes after <auth/> belong to the stream that follows success."""
+    async with start_xmpp(tmp_path) as app:
+        await add_user(app, "alice@localhost", "pw")
+        raw = await RawClient.open(app.address())
+        await raw.secure()
+        token = base64.b64encode(b"\0alice\0pw").decode()
+        await raw.send(
+            f"<auth xmlns='{SASL}' mechanism='PLAIN'>{token}</auth>"
+            + HEADER.format(domain="localhost")
+            + "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"
+            + "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        got = await raw.expect(b"id='p'")
+        assert b"<success" in got and b"<jid>alice@localhost/" in got
+        # junk after a complete stanza (no restart) is an error at once, not a hang
+        await raw.send("<iq type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq><?xml version='1.0'?>")
+        rest = await raw.read_to_close()
+        assert b"id='q'" in rest and ends_with_error(rest, "not-well-formed")
+
+
 async def test_stanzas_after_tls_but_before_auth_are_refused(tmp_path: Path) -> None:
     async with start_xmpp(tmp_path) as app:
         raw = await RawClient.open(app.address())
