@@ -36,6 +36,7 @@ from .run import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, main, run
 
 if TYPE_CHECKING:
     from .net.certs import certificate_fingerprint, make_self_signed, tls_server_end_point
+    from .net.tls import check_tls
 
 __all__ = [
     "ADDRESS",
@@ -83,6 +84,7 @@ __all__ = [
     "TLSInfo",
     "UsageError",
     "certificate_fingerprint",
+    "check_tls",
     "choice",
     "discover",
     "find_service",
@@ -107,4 +109,8 @@ def __getattr__(name: str) -> Any:
         from .net import certs
 
         return getattr(certs, name)
+    if name == "check_tls":
+        from .net import tls
+
+        return tls.check_tls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,6 +45,7 @@ from runtime import (
     StreamListener,
     TLSConfig,
     certificate_fingerprint,
+    check_tls,
     make_self_signed,
     tls_server_end_point,
 )
@@ -198,6 +199,8 @@ class XMPPService:
         self.secret = secret
         self.tls = tls
         self.cb_data = tls_server_end_point(tls.cert_pem)
+        #: the Direct TLS listeners (XEP-0368), for a certificate reload
+        self.tls_listeners: list[StreamListener] = []
         self.throttle = Throttle(limit=options.auth_failures, window=60.0)
         self.im = IMServer(
             self.domain,
@@ -274,6 +277,8 @@ class XMPPService:
             raise
         if not listeners:
             raise ConfigError("nothing to serve on: give --listen or --tls-listen", option="listen")
+        self.tls_listeners = [listener for listener, direct in listeners if direct]
+        ctx.on_reload(self.reload_tls)
         accounts = len(self.storage.accounts())
         ctx.provide(self)
         ctx.ready(domain=self.domain, accounts=accounts)
@@ -300,6 +305,22 @@ class XMPPService:
                         await self.end(session)
             if self._ending:
                 await asyncio.gather(*self._ending, return_exceptions=True)
+
+    def reload_tls(self) -> None:
+        """SIGHUP or the console's ``reload``: new handshakes (STARTTLS and
+        Direct TLS) get the certificate now in --tls-cert; open connections
+        keep their session.  A pair that does not load keeps the old one."""
+        try:
+            config = read_tls_files(self.ctx)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; keeping the old certificate", option="tls_cert") from None
+        if config is None or config == self.tls:
+            return
+        for listener in self.tls_listeners:
+            listener.set_tls(config)
+        self.tls = config
+        self.cb_data = tls_server_end_point(config.cert_pem)
+        self.ctx.log.info("TLS certificate reloaded", sha256=certificate_fingerprint(config.cert_pem))
 
     async def _watch_accounts(self) -> None:
         """Close the sessions of accounts deleted or given a new password,
@@ -584,12 +605,13 @@ class XMPPService:
                     self._nonza(conn, action.element)
                 elif isinstance(action, StartTLS):
                     await conn.drained()
+                    tls, cb_data = self.tls, self.cb_data  # the pair of this handshake, reload or not
                     try:
-                        await stream.start_tls(self.tls, preface=action.proceed)
+                        await stream.start_tls(tls, preface=action.proceed)
                     except (ConnectionError, TimeoutError, OSError):
                         conn.closing = True
                         return
-                    core.tls_started(self.cb_data)
+                    core.tls_started(cb_data)
                 else:
                     return  # Close
 
@@ -638,18 +660,10 @@ class XMPPService:
 async def load_tls(ctx: Context, domain: str) -> TLSConfig:
     """--tls-cert/--tls-key through the data device, else a self-signed pair made
     once and kept in the store (clients that pinned it keep working)."""
-    certs = ctx.data_files("tls_cert")
-    keys = ctx.data_files("tls_key")
-    if bool(certs) != bool(keys):
-        raise ConfigError("--tls-cert and --tls-key go together: give both or neither", option="tls_cert")
-    if certs:
-        cert_pem = certs[0].data.read(certs[0].key)
-        key_pem = keys[0].data.read(keys[0].key)
-        try:
-            ctx.log.info("TLS certificate loaded", sha256=certificate_fingerprint(cert_pem))
-        except ValueError as exc:
-            raise ConfigError(f"--tls-cert: {exc}", option="tls_cert") from None
-        return TLSConfig(cert_pem, key_pem)
+    given = read_tls_files(ctx)
+    if given is not None:
+        ctx.log.info("TLS certificate loaded", sha256=certificate_fingerprint(given.cert_pem))
+        return given
     store = ctx.store
     stored_cert = store.get(CERT_KEY)
     stored_key = store.get(KEY_KEY)
@@ -664,6 +678,22 @@ async def load_tls(ctx: Context, domain: str) -> TLSConfig:
         sha256=certificate_fingerprint(cert_pem),
     )
     return TLSConfig(cert_pem, key_pem)
+
+
+def read_tls_files(ctx: Context) -> TLSConfig | None:
+    """The --tls-cert/--tls-key pair, checked, or None when not given."""
+    certs = ctx.data_files("tls_cert")
+    keys = ctx.data_files("tls_key")
+    if bool(certs) != bool(keys):
+        raise ConfigError("--tls-cert and --tls-key go together: give both or neither", option="tls_cert")
+    if not certs:
+        return None
+    config = TLSConfig(certs[0].data.read(certs[0].key), keys[0].data.read(keys[0].key))
+    try:
+        check_tls(config)
+    except ValueError as exc:
+        raise ConfigError(f"--tls-cert/--tls-key: {exc}", option="tls_cert") from None
+    return config
 
 
 async def load_secret(ctx: Context) -> bytes:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..devices import TLSConfig
 
-__all__ = ["client_context", "server_context", "server_end_point"]
+__all__ = ["check_tls", "client_context", "server_context", "server_end_point"]
 
 
 @contextmanager
@@ -31,6 +30,8 @@ def _pem_path(pem: bytes) -> Iterator[str]:
         finally:
             os.close(fd)
         return
+    import tempfile  # here: only off Linux, and tempfile brings shutil and zlib into an image
+
     fd, path = tempfile.mkstemp(prefix="tls-", suffix=".pem")
     try:
         os.write(fd, pem)
@@ -40,7 +41,30 @@ def _pem_path(pem: bytes) -> Iterator[str]:
         os.unlink(path)
 
 
+#: server contexts by configuration: a context loads its PEM files once, not
+#: for every STARTTLS; a reloaded certificate is a new configuration
+_SERVER_CONTEXTS: dict[TLSConfig, ssl.SSLContext] = {}
+_MAX_CONTEXTS = 16
+
+
+def check_tls(config: TLSConfig) -> None:
+    """Raise ValueError (one line) unless ``config``'s certificate and key load
+    as a server pair: for an appliance to refuse a reloaded pair up front."""
+    server_context(config)
+
+
 def server_context(config: TLSConfig) -> ssl.SSLContext:
+    """The server context for ``config`` (cached)."""
+    ctx = _SERVER_CONTEXTS.get(config)
+    if ctx is None:
+        ctx = _new_server_context(config)
+        if len(_SERVER_CONTEXTS) >= _MAX_CONTEXTS:
+            _SERVER_CONTEXTS.pop(next(iter(_SERVER_CONTEXTS)))
+        _SERVER_CONTEXTS[config] = ctx
+    return ctx
+
+
+def _new_server_context(config: TLSConfig) -> ssl.SSLContext:
     """A server context: TLS 1.2 minimum (RFC 9325 §3.1.1), our cert and key."""
     if not config.cert_pem or not config.key_pem:
         raise ValueError("TLS needs both a certificate and a key (PEM)")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from xmpp_helpers import HEADER, Client, RawClient, add_user, scram_client_proof, start_xmpp
 
+from runtime import make_self_signed
+
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 
@@ -275,3 +277,36 @@ async def test_server_pings_a_quiet_client_and_times_out_a_dead_one(tmp_path: Pa
         await raw.login("alice", "pw")
         await raw.expect(b"<ping xmlns='urn:xmpp:ping'/></iq>")  # XEP-0199 §4.2
         assert ends_with_error(await raw.read_to_close(), "connection-timeout")
+
+
+def served_certificate(raw: RawClient) -> bytes:
+    ssl_object = raw.writer.get_extra_info("ssl_object")
+    return bytes(ssl_object.getpeercert(binary_form=True))
+
+
+async def test_reload_swaps_the_certificate_for_new_handshakes(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    first = make_self_signed(["localhost"])
+    cert.write_bytes(first[0])
+    key.write_bytes(first[1])
+    argv = ["--tls-listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key)]
+    async with start_xmpp(tmp_path / "state", argv) as app:
+        direct = await RawClient.open(app.address("tcp", 1), tls=True)
+        before = served_certificate(direct)
+        # a pair that does not load is refused; the old one stays
+        cert.write_bytes(make_self_signed(["other"])[0])
+        problems = await app.reload()
+        assert len(problems) == 1 and "keeping the old certificate" in problems[0]
+        second = make_self_signed(["localhost"])
+        cert.write_bytes(second[0])
+        key.write_bytes(second[1])
+        assert await app.reload() == []
+        # the open connection keeps its session and goes on
+        await direct.open_stream()
+        starttls = await RawClient.open(app.address())
+        await starttls.secure()
+        new_direct = await RawClient.open(app.address("tcp", 1), tls=True)
+        after = {served_certificate(starttls), served_certificate(new_direct)}
+        assert len(after) == 1 and before not in after
+        for raw in (direct, starttls, new_direct):
+            raw.close()
