@@ -235,6 +235,7 @@ class C2SStream:
         #: stream error), or our stream error's condition
         self.peer_closed = False
         self.error: str | None = None
+        self._from_cache: tuple[JID | None, bytes] | None = None
 
     # ----------------------------------------------------------------- input
 
@@ -578,8 +579,29 @@ class C2SStream:
                 if claimed not in (jid, jid.bare):
                     raise StreamError("invalid-from", "stanzas must come from the session's JID")
             element.attrs["from"] = full
-            raw = None
+            # The usual case, no 'from' at all: stamp it into the bytes as they
+            # came (§8.1.2.1) rather than serialize the stanza again.
+            raw = _with_from(raw, element.name, self._from_attr) if sender is None else None
         actions.append(Incoming(element, raw))
+
+    @property
+    def _from_attr(self) -> bytes:
+        cached = self._from_cache
+        if cached is None or cached[0] is not self.jid:
+            cached = (self.jid, f" from='{escape_attr(str(self.jid))}'".encode())
+            self._from_cache = cached
+        return cached[1]
+
+
+def _with_from(raw: bytes | None, name: str, attr: bytes) -> bytes | None:
+    """``raw`` (a stanza's exact bytes, starting ``<name``) with ``attr`` added
+    after the element name, or None when it does not start that way."""
+    if raw is None:
+        return None
+    cut = len(name) + 1
+    if raw[1:cut] != name.encode() or raw[cut : cut + 1] not in (b" ", b">", b"/", b"\t", b"\n", b"\r"):
+        return None
+    return raw[:cut] + attr + raw[cut:]
 
 
 def _restarting(actions: list[Action]) -> bool:

@@ -310,3 +310,23 @@ async def test_reload_swaps_the_certificate_for_new_handshakes(tmp_path: Path) -
         assert len(after) == 1 and before not in after
         for raw in (direct, starttls, new_direct):
             raw.close()
+
+
+async def test_stanzas_are_routed_as_sent_with_from_stamped(tmp_path: Path) -> None:
+    async with start_xmpp(tmp_path) as app:
+        await add_user(app, "alice@localhost", "a")
+        await add_user(app, "bob@localhost", "b")
+        alice, bob = await RawClient.open(app.address()), await RawClient.open(app.address())
+        await alice.login("alice", "a", "r")
+        await bob.login("bob", "b", "x")
+        # the bytes as the client sent them, its full JID added (RFC 6120 §8.1.2.1)
+        sent = "<message to='bob@localhost/x' type='chat' id='m1'><body>a &amp; b</body>"
+        sent += "<x xmlns='urn:t'/></message>"
+        await alice.send(sent)
+        got = await bob.expect(b"</message>")
+        assert got == sent.replace("<message", "<message from='alice@localhost/r'", 1).encode()
+        # a 'from' the client gave as its bare JID is replaced by the full one
+        await alice.send("<message from='alice@localhost' to='bob@localhost/x'><body>2</body></message>")
+        assert b"from='alice@localhost/r'" in await bob.expect(b"</message>")
+        alice.close()
+        bob.close()
