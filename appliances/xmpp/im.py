@@ -228,8 +228,13 @@ class IMServer:
             return False
         return str(other) in items or str(other.bare) in items or other.domain in items
 
+    def has_account(self, bare: str) -> bool:
+        """An account with a session exists (a deleted account's sessions are
+        closed); others are looked up in the store."""
+        return bare in self.sessions or self.storage.has_account(bare)
+
     def is_local_user(self, jid: JID) -> bool:
-        return jid.domain == self.domain and bool(jid.local) and self.storage.has_account(str(jid.bare))
+        return jid.domain == self.domain and bool(jid.local) and self.has_account(str(jid.bare))
 
     def _to_component(self, session: Session, element: Element, to: JID) -> None:
         component = self.components.get(to.domain)
@@ -270,7 +275,7 @@ class IMServer:
                 refuse("service-unavailable")
             return
         bare = str(to.bare)
-        if not self.storage.has_account(bare) or self.blocks(bare, sender):
+        if not self.has_account(bare) or self.blocks(bare, sender):
             refuse("service-unavailable")
             return
         if name == "message":
@@ -323,7 +328,7 @@ class IMServer:
         """RFC 6121 §8.5.2 (bare) and §8.5.3 (full) for a message to a local account."""
         kind = element.get("type", "normal") or "normal"
         bare = str(to.bare)
-        if not self.storage.has_account(bare):
+        if not self.has_account(bare):
             if origin is not None:
                 self._bounce(origin, element, "service-unavailable")
             return
@@ -634,7 +639,7 @@ class IMServer:
             component.deliver(serialize(Element("presence", NS_CLIENT, attrs)))
             return True
         user = str(to)
-        if not self.storage.has_account(user) or self.blocks(user, sender):
+        if not self.has_account(user) or self.blocks(user, sender):
             return False
         contact = str(sender)
         item = self.storage.roster_item(user, contact) or RosterItem(contact)
@@ -764,7 +769,7 @@ class IMServer:
         if self.blocks(session.bare, to):
             self._bounce(session, element, "not-acceptable", Element("blocked", NS_BLOCKING_ERRORS))
             return
-        if not self.storage.has_account(bare) or self.blocks(bare, session.jid):
+        if not self.has_account(bare) or self.blocks(bare, session.jid):
             self._bounce(session, element, "service-unavailable")
             return
         if to.resource:
