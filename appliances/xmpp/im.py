@@ -30,6 +30,7 @@ from runtime import Log
 
 from .c2s import NS_CLIENT
 from .jid import JID, JIDError
+from .pep import Caps, PersonalEventing
 from .sm import StreamManagement
 from .stanzas import NS_DELAY, error_reply, iq_result, parse_stanzas, stamp
 from .storage import RosterItem, Storage
@@ -78,6 +79,8 @@ class Session:
     sm: StreamManagement | None = None
     #: when it was bound (wall clock, for the console)
     since: float = 0.0
+    #: XEP-0115: what the client said it is, and its features once learnt (PEP interests)
+    caps: Caps | None = None
 
     @property
     def full(self) -> str:
@@ -143,6 +146,8 @@ class IMServer:
         #: XEP-0114: the configured component domains, and the connected ones
         self.component_domains: frozenset[str] = frozenset()
         self.components: dict[str, Sink] = {}
+        #: XEP-0163 at every account
+        self.pep = PersonalEventing(self, storage)
 
     # ----------------------------------------------------------------- sessions
 
@@ -175,6 +180,7 @@ class IMServer:
                 del self.sessions[session.bare]
         if session.sm is not None:
             self.resumable.pop(session.sm.id, None)
+        self.pep.forget(session)
         if session.available:
             session.available = False
             unavailable = Element("presence", NS_CLIENT, {"type": "unavailable", "from": session.full})
@@ -450,6 +456,7 @@ class IMServer:
                 if not session.initial_done:
                     session.initial_done = True
                     await self._deliver_pending(session)
+            self.pep.presence_caps(session, element)
         else:
             session.available = False
             session.presence = None
@@ -759,7 +766,8 @@ class IMServer:
         assert services is not None
         if to is None or to == session.jid.bare or (to.domain == self.domain and not to.local):
             if kind in ("result", "error"):
-                return  # answers to our pings
+                self.pep.disco_answer(session, element)  # or an answer to our ping
+                return
             await services.handle(session, element, to)
             return
         if to.domain != self.domain:

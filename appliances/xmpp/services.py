@@ -8,7 +8,8 @@
 * XEP-0054 vcard-temp (own get/set, others' get), bounded in size;
 * XEP-0191 blocking command (get, block, unblock with pushes);
 * XEP-0280 carbons enable/disable;
-* XEP-0077 for the session's own account: password change, cancellation.
+* XEP-0077 for the session's own account: password change, cancellation;
+* XEP-0163 PEP at the account's bare JID (``pep``).
 
 Anything else: ``service-unavailable`` (RFC 6120 §8.4), never silence.
 """
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from .c2s import NS_CLIENT, NS_REGISTER, NS_SESSION
 from .im import NS_BLOCKING, NS_CARBONS, NS_ROSTER, IMServer, Session, roster_element
 from .jid import JID, JIDError
+from .pep import ACCOUNT_FEATURES as PEP_FEATURES
+from .pep import NS_PUBSUB, NS_PUBSUB_OWNER
 from .register import Registration
 from .stanzas import error_reply, iq_result
 from .xmlstream import Element, Stanza, StreamError, XMLStreamParser, serialize
@@ -48,7 +51,7 @@ FEATURES = (
     NS_REGISTER,
 )
 IDENTITY = ("server", "im", "")
-ACCOUNT_FEATURES = (NS_DISCO_INFO, NS_VCARD)
+ACCOUNT_FEATURES = (NS_DISCO_INFO, NS_VCARD, *PEP_FEATURES)
 #: vCards carry avatars; Prosody limits a vCard to 64 KiB... ours fits one stanza
 MAX_VCARD = 64 * 1024
 
@@ -117,6 +120,8 @@ class ServerServices:
         elif ns == NS_CARBONS and kind == "set" and name in ("enable", "disable"):
             session.carbons = name == "enable"
             self._reply(session, iq)
+        elif ns in (NS_PUBSUB, NS_PUBSUB_OWNER) and name == "pubsub" and (to is None or own):
+            await self.im.pep.handle(session, iq, session.bare)
         elif ns == NS_REGISTER and name == "query" and not own:
             reply, change = await self.registration.from_session(iq, session.bare)
             session.send(reply)
@@ -132,6 +137,8 @@ class ServerServices:
             self._reply(session, iq, self._stored_vcard(str(to)))
         elif child.ns == NS_DISCO_INFO and iq.get("type") == "get":
             self._disco_info(session, iq, child, account=True)
+        elif child.ns in (NS_PUBSUB, NS_PUBSUB_OWNER) and child.name == "pubsub":
+            await self.im.pep.handle(session, iq, str(to))
         else:
             self._error(session, iq, "service-unavailable")
 
@@ -177,6 +184,7 @@ class ServerServices:
         result = Element("query", NS_DISCO_INFO, {"node": node} if node else {})
         if account:
             result.add(Element("identity", NS_DISCO_INFO, {"category": "account", "type": "registered"}))
+            result.add(Element("identity", NS_DISCO_INFO, {"category": "pubsub", "type": "pep"}))
             features: tuple[str, ...] = ACCOUNT_FEATURES
         else:
             if node is not None and node != f"{self.caps_node}#{self.caps}":

@@ -25,6 +25,7 @@ from .scram import DEFAULT_ITERATIONS, Credential, derive
 
 __all__ = [
     "MIGRATIONS",
+    "PepNode",
     "RosterItem",
     "Storage",
 ]
@@ -50,6 +51,15 @@ MIGRATIONS = [
     """,
     """
     CREATE TABLE xmpp_changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, jid TEXT NOT NULL, what TEXT NOT NULL);
+    """,
+    """
+    CREATE TABLE xmpp_pep_nodes(
+        jid TEXT NOT NULL, node TEXT NOT NULL, access TEXT NOT NULL, max_items INTEGER NOT NULL,
+        PRIMARY KEY(jid, node));
+    CREATE TABLE xmpp_pep_items(
+        jid TEXT NOT NULL, node TEXT NOT NULL, item TEXT NOT NULL, seq INTEGER NOT NULL,
+        payload BLOB NOT NULL, PRIMARY KEY(jid, node, item));
+    CREATE INDEX xmpp_pep_items_seq ON xmpp_pep_items(jid, node, seq);
     """,
 ]
 #: account changes kept for servers to catch up with (they read every few seconds)
@@ -84,6 +94,15 @@ class RosterItem:
     def from_(self) -> bool:
         """The contact receives the user's presence."""
         return self.subscription in ("from", "both")
+
+
+@dataclass(frozen=True, slots=True)
+class PepNode:
+    """One XEP-0163 node of an account: its name and configuration."""
+
+    name: str
+    access: str = "presence"
+    max_items: int = 1
 
 
 def _bool(value: Any) -> bool:
@@ -190,6 +209,8 @@ class Storage:
                 ("DELETE FROM xmpp_offline WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_vcard WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_blocklist WHERE jid = ?", (jid,)),
+                ("DELETE FROM xmpp_pep_nodes WHERE jid = ?", (jid,)),
+                ("DELETE FROM xmpp_pep_items WHERE jid = ?", (jid,)),
             ]
         )
         return True
@@ -314,3 +335,101 @@ class Storage:
         await self.store.transaction(
             [("DELETE FROM xmpp_blocklist WHERE jid = ? AND blocked = ?", (jid, item)) for item in items]
         )
+
+    # ----------------------------------------------------------------- PEP (XEP-0163)
+
+    def pep_node(self, jid: str, node: str) -> PepNode | None:
+        rows = self.store.query(
+            "SELECT access, max_items FROM xmpp_pep_nodes WHERE jid = ? AND node = ?", (jid, node)
+        )
+        return PepNode(node, str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def pep_node_count(self, jid: str) -> int:
+        return int(self.store.query("SELECT count(*) FROM xmpp_pep_nodes WHERE jid = ?", (jid,))[0][0])
+
+    def pep_items(
+        self, jid: str, node: str, ids: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        """(item id, payload), oldest first: the given ids, or the newest ``limit``, or all."""
+        if ids is not None:
+            marks = ",".join("?" * len(ids))
+            rows = self.store.query(
+                f"SELECT item, payload FROM xmpp_pep_items WHERE jid = ? AND node = ? AND item IN ({marks})"
+                " ORDER BY seq",
+                (jid, node, *ids),
+            )
+        else:
+            rows = self.store.query(
+                "SELECT item, payload FROM (SELECT item, payload, seq FROM xmpp_pep_items"
+                " WHERE jid = ? AND node = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (jid, node, -1 if limit is None else limit),
+            )
+        return [(str(item), bytes(payload)) for item, payload in rows]
+
+    @staticmethod
+    def _trim(jid: str, node: str, keep: int) -> tuple[str, tuple[Any, ...]]:
+        return (
+            "DELETE FROM xmpp_pep_items WHERE jid = ? AND node = ? AND seq <= "
+            "(SELECT max(seq) FROM xmpp_pep_items WHERE jid = ? AND node = ?) - ?",
+            (jid, node, jid, node, keep),
+        )
+
+    async def pep_publish(self, jid: str, node: PepNode, item: str, payload: bytes) -> None:
+        """Create the node if new, store the item (replacing one with its id), keep the newest."""
+        await self.store.transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO xmpp_pep_nodes VALUES (?, ?, ?, ?)",
+                    (jid, node.name, node.access, node.max_items),
+                ),
+                (
+                    "INSERT OR REPLACE INTO xmpp_pep_items VALUES (?, ?, ?,"
+                    " (SELECT coalesce(max(seq), 0) + 1 FROM xmpp_pep_items WHERE jid = ? AND node = ?), ?)",
+                    (jid, node.name, item, jid, node.name, payload),
+                ),
+                self._trim(jid, node.name, node.max_items),
+            ]
+        )
+
+    async def pep_configure(self, jid: str, node: PepNode) -> None:
+        await self.store.transaction(
+            [
+                (
+                    "UPDATE xmpp_pep_nodes SET access = ?, max_items = ? WHERE jid = ? AND node = ?",
+                    (node.access, node.max_items, jid, node.name),
+                ),
+                self._trim(jid, node.name, node.max_items),
+            ]
+        )
+
+    async def pep_retract(self, jid: str, node: str, item: str) -> bool:
+        count = await self.store.execute(
+            "DELETE FROM xmpp_pep_items WHERE jid = ? AND node = ? AND item = ?", (jid, node, item)
+        )
+        return count == 1
+
+    async def pep_purge(self, jid: str, node: str) -> None:
+        await self.store.execute("DELETE FROM xmpp_pep_items WHERE jid = ? AND node = ?", (jid, node))
+
+    async def pep_delete_node(self, jid: str, node: str) -> None:
+        await self.store.transaction(
+            [
+                ("DELETE FROM xmpp_pep_items WHERE jid = ? AND node = ?", (jid, node)),
+                ("DELETE FROM xmpp_pep_nodes WHERE jid = ? AND node = ?", (jid, node)),
+            ]
+        )
+
+    def pep_last_items_for(self, user: str) -> list[tuple[str, str, str, bytes]]:
+        """(owner, node, item id, payload): the newest item of every node ``user``
+        may see: its own, and those of contacts whose presence it receives
+        (nodes not on the whitelist model)."""
+        rows = self.store.query(
+            "SELECT n.jid, n.node, i.item, i.payload FROM xmpp_pep_nodes n"
+            " JOIN xmpp_pep_items i ON i.jid = n.jid AND i.node = n.node AND i.seq ="
+            " (SELECT max(seq) FROM xmpp_pep_items WHERE jid = n.jid AND node = n.node)"
+            " WHERE n.jid = ? OR (n.access != 'whitelist' AND n.jid IN"
+            " (SELECT contact FROM xmpp_roster WHERE jid = ? AND subscription IN ('to', 'both')))"
+            " ORDER BY n.jid, n.node",
+            (user, user),
+        )
+        return [(str(owner), str(node), str(item), bytes(payload)) for owner, node, item, payload in rows]
