@@ -9,7 +9,8 @@
 * XEP-0191 blocking command (get, block, unblock with pushes);
 * XEP-0280 carbons enable/disable;
 * XEP-0077 for the session's own account: password change, cancellation;
-* XEP-0163 PEP at the account's bare JID (``pep``).
+* XEP-0163 PEP at the account's bare JID (``pep``);
+* XEP-0049 private XML storage, bounded per account.
 
 Anything else: ``service-unavailable`` (RFC 6120 §8.4), never silence.
 """
@@ -37,6 +38,7 @@ NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_VERSION = "jabber:iq:version"
 NS_VCARD = "vcard-temp"
 NS_CAPS = "http://jabber.org/protocol/caps"
+NS_PRIVATE = "jabber:iq:private"
 #: server features (XEP-0030 §3.1), sorted as XEP-0115 §5.1 hashes them
 FEATURES = (
     NS_DISCO_INFO,
@@ -49,11 +51,14 @@ FEATURES = (
     NS_VERSION,
     "urn:xmpp:csi:0",
     NS_REGISTER,
+    NS_PRIVATE,
 )
 IDENTITY = ("server", "im", "")
 ACCOUNT_FEATURES = (NS_DISCO_INFO, NS_VCARD, *PEP_FEATURES)
 #: vCards carry avatars; Prosody limits a vCard to 64 KiB... ours fits one stanza
 MAX_VCARD = 64 * 1024
+#: XEP-0049 private XML kept per account, all namespaces together
+MAX_PRIVATE = 256 * 1024
 
 
 def caps_ver(identity: tuple[str, str, str], features: tuple[str, ...]) -> str:
@@ -122,6 +127,8 @@ class ServerServices:
             self._reply(session, iq)
         elif ns in (NS_PUBSUB, NS_PUBSUB_OWNER) and name == "pubsub" and (to is None or own):
             await self.im.pep.handle(session, iq, session.bare)
+        elif ns == NS_PRIVATE and name == "query" and (to is None or own):
+            await self._private(session, iq, child)
         elif ns == NS_REGISTER and name == "query" and not own:
             reply, change = await self.registration.from_session(iq, session.bare)
             session.send(reply)
@@ -139,6 +146,8 @@ class ServerServices:
             self._disco_info(session, iq, child, account=True)
         elif child.ns in (NS_PUBSUB, NS_PUBSUB_OWNER) and child.name == "pubsub":
             await self.im.pep.handle(session, iq, str(to))
+        elif child.ns == NS_PRIVATE:
+            self._error(session, iq, "forbidden")  # XEP-0049 §3: one's own data only
         else:
             self._error(session, iq, "service-unavailable")
 
@@ -200,16 +209,8 @@ class ServerServices:
 
     def _stored_vcard(self, bare: str) -> Element:
         data = self.im.storage.vcard(bare)
-        if data is not None:
-            parser = XMLStreamParser()
-            try:
-                events = parser.feed(b"<v>" + data + b"</v>")
-            except StreamError:
-                events = []
-            for event in events:
-                if isinstance(event, Stanza):
-                    return event.element
-        return Element("vCard", NS_VCARD)
+        stored = _parse_one(data) if data is not None else None
+        return stored if stored is not None else Element("vCard", NS_VCARD)
 
     async def _vcard(self, session: Session, iq: Element, card: Element) -> None:
         if iq.get("type") == "get":
@@ -220,6 +221,29 @@ class ServerServices:
             self._error(session, iq, "not-acceptable")
             return
         await self.im.storage.set_vcard(session.bare, data)
+        self._reply(session, iq)
+
+    # ----------------------------------------------------------------- private XML (XEP-0049)
+
+    async def _private(self, session: Session, iq: Element, query: Element) -> None:
+        """One element per namespace, stored and given back as it was (§3)."""
+        children = list(query.elements())
+        if len(children) != 1 or children[0].ns in ("", NS_CLIENT, NS_PRIVATE):
+            self._error(session, iq, "not-acceptable")
+            return
+        wanted = children[0]
+        storage = self.im.storage
+        if iq.get("type") == "get":
+            data = storage.private(session.bare, wanted.ns)
+            stored = _parse_one(data) if data is not None else None
+            self._reply(session, iq, Element("query", NS_PRIVATE, {}, [stored or wanted]))
+            return
+        data = serialize(wanted, parent_ns="")
+        old = storage.private(session.bare, wanted.ns)
+        if storage.private_size(session.bare) - len(old or b"") + len(data) > MAX_PRIVATE:
+            self._error(session, iq, "not-acceptable")
+            return
+        await storage.set_private(session.bare, wanted.ns, data)
         self._reply(session, iq)
 
     # ----------------------------------------------------------------- blocking (XEP-0191)
@@ -265,3 +289,15 @@ class ServerServices:
             if other.blocklist_requested:
                 attrs = {"type": "set", "id": "push" + im.token(), "to": other.full}
                 other.send(serialize(Element("iq", NS_CLIENT, attrs, [push])))
+
+
+def _parse_one(data: bytes) -> Element | None:
+    """An element we stored (serialized with its namespace declared)."""
+    try:
+        events = XMLStreamParser().feed(b"<v>" + data + b"</v>")
+    except StreamError:
+        return None
+    for event in events:
+        if isinstance(event, Stanza):
+            return event.element
+    return None

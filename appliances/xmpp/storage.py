@@ -61,6 +61,9 @@ MIGRATIONS = [
         payload BLOB NOT NULL, PRIMARY KEY(jid, node, item));
     CREATE INDEX xmpp_pep_items_seq ON xmpp_pep_items(jid, node, seq);
     """,
+    """
+    CREATE TABLE xmpp_private(jid TEXT NOT NULL, ns TEXT NOT NULL, xml BLOB NOT NULL, PRIMARY KEY(jid, ns));
+    """,
 ]
 #: account changes kept for servers to catch up with (they read every few seconds)
 KEEP_CHANGES = 1000
@@ -211,6 +214,7 @@ class Storage:
                 ("DELETE FROM xmpp_blocklist WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_pep_nodes WHERE jid = ?", (jid,)),
                 ("DELETE FROM xmpp_pep_items WHERE jid = ?", (jid,)),
+                ("DELETE FROM xmpp_private WHERE jid = ?", (jid,)),
             ]
         )
         return True
@@ -335,6 +339,21 @@ class Storage:
         await self.store.transaction(
             [("DELETE FROM xmpp_blocklist WHERE jid = ? AND blocked = ?", (jid, item)) for item in items]
         )
+
+    # ----------------------------------------------------------------- private XML (XEP-0049)
+
+    def private(self, jid: str, ns: str) -> bytes | None:
+        rows = self.store.query("SELECT xml FROM xmpp_private WHERE jid = ? AND ns = ?", (jid, ns))
+        return bytes(rows[0][0]) if rows else None
+
+    def private_size(self, jid: str) -> int:
+        rows = self.store.query(
+            "SELECT coalesce(sum(length(xml)), 0) FROM xmpp_private WHERE jid = ?", (jid,)
+        )
+        return int(rows[0][0])
+
+    async def set_private(self, jid: str, ns: str, xml: bytes) -> None:
+        await self.store.execute("INSERT OR REPLACE INTO xmpp_private VALUES (?, ?, ?)", (jid, ns, xml))
 
     # ----------------------------------------------------------------- PEP (XEP-0163)
 

@@ -330,3 +330,32 @@ async def test_stanzas_are_routed_as_sent_with_from_stamped(tmp_path: Path) -> N
         assert b"from='alice@localhost/r'" in await bob.expect(b"</message>")
         alice.close()
         bob.close()
+
+
+async def test_private_xml_storage(tmp_path: Path) -> None:
+    """XEP-0049: one element per namespace, given back as stored; own data only."""
+    async with start_xmpp(tmp_path) as app:
+        await add_user(app, "alice@localhost", "a")
+        await add_user(app, "bob@localhost", "b")
+        raw = await RawClient.open(app.address())
+        await raw.login("alice", "a", "r")
+        prefs = "<prefs xmlns='urn:example:prefs'><colour>teal</colour></prefs>"
+        await raw.send(f"<iq type='set' id='s'><query xmlns='jabber:iq:private'>{prefs}</query></iq>")
+        assert b"type='result'" in await raw.expect(b"/>")
+        query = "<query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query>"
+        await raw.send(f"<iq type='get' id='g'>{query}</iq>")
+        assert prefs.encode() in await raw.expect(b"</iq>")
+        # nothing stored for a namespace: the empty element back
+        await raw.send(
+            "<iq type='get' id='e'><query xmlns='jabber:iq:private'><x xmlns='urn:other'/></query></iq>"
+        )
+        assert b"<x xmlns='urn:other'/>" in await raw.expect(b"</iq>")
+        # a payload in jabber:client, or another account's data: refused
+        await raw.send("<iq type='get' id='c'><query xmlns='jabber:iq:private'><body/></query></iq>")
+        assert b"<not-acceptable " in await raw.expect(b"</iq>")
+        await raw.send(
+            "<iq type='get' id='o' to='bob@localhost'><query xmlns='jabber:iq:private'>"
+            "<prefs xmlns='urn:example:prefs'/></query></iq>"
+        )
+        assert b"<forbidden " in await raw.expect(b"</iq>")
+        raw.close()
