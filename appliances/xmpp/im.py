@@ -613,7 +613,8 @@ class IMServer:
                         pending_in=False, subscription="both" if item.to else "from", listed=True
                     )
                 elif not item.from_:
-                    new = item.change(approved=True)  # §3.4 pre-approval
+                    # §3.4.2: a pre-approval; a contact not yet in the roster is added
+                    new = item.change(approved=True, listed=True)
             else:  # unsubscribed
                 new = item.change(pending_in=False, approved=False, subscription="to" if item.to else "none")
             if new != item:
@@ -676,6 +677,13 @@ class IMServer:
             if not item.from_ and not item.pending_in:
                 return False
             await self._save(user, item.change(pending_in=False, subscription="to" if item.to else "none"))
+            if item.from_:
+                # §3.3.3: the former subscriber stops seeing the user: unavailable
+                # from each of the user's available resources
+                unavailable = Element("presence", NS_CLIENT, {"type": "unavailable"})
+                for other in self.resources(user):
+                    if other.available:
+                        self.deliver_presence_to(str(sender), other.jid, unavailable)
         elif kind == "unsubscribed":
             if not item.to and not item.ask:
                 return False
