@@ -188,6 +188,28 @@ class XMLStreamParser:
     def __init__(self, *, max_stanza: int = DEFAULT_MAX_STANZA, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.max_stanza = max_stanza
         self.max_depth = max_depth
+        self._parser: Any = self._new_expat()
+        self._events: list[Event] = []
+        self._stack: list[Element] = []
+        self._buf = bytearray()
+        self._base = 0  # stream offset of self._buf[0]
+        self._safe = 0  # stream offset up to which every byte is consumed
+        self._top_start = 0  # stream offset where the current top-level element starts
+        self._top_gt = 0  # stream offset of the '>' ending its start tag
+        self._raw_ok = True
+        self._stream_prefixes: dict[str, str] = {}
+        self._new_decls: dict[str, str] = {}
+        self._default_ns: str | None = None
+        self._opened = False
+        self._closed = False
+        self._failed: StreamError | None = None
+        #: the stream header as received, to resume after ``compact``
+        self._header = b""
+        #: stream offset = expat's byte index + this (non-zero after a resume)
+        self._shift = 0
+        self._replaying = False
+
+    def _new_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", namespace_separator=_SEP)
         parser.namespace_prefixes = True
         # Unbuffered text: keepalive whitespace is consumed as it arrives.
@@ -209,21 +231,38 @@ class XMLStreamParser:
         parser.ProcessingInstructionHandler = self._restricted
         parser.SkippedEntityHandler = self._restricted
         parser.ExternalEntityRefHandler = self._external
-        self._parser: Any = parser
-        self._events: list[Event] = []
-        self._stack: list[Element] = []
-        self._buf = bytearray()
-        self._base = 0  # stream offset of self._buf[0]
-        self._safe = 0  # stream offset up to which every byte is consumed
-        self._top_start = 0  # stream offset where the current top-level element starts
-        self._top_gt = 0  # stream offset of the '>' ending its start tag
-        self._raw_ok = True
-        self._stream_prefixes: dict[str, str] = {}
-        self._new_decls: dict[str, str] = {}
-        self._default_ns: str | None = None
-        self._opened = False
-        self._closed = False
-        self._failed: StreamError | None = None
+        return parser
+
+    def compact(self) -> bool:
+        """Between stanzas, give back expat's memory (about 10 KiB a stream):
+        the next ``feed`` starts a new expat parser and replays the stream
+        header to it first.  For quiet connections; a no-op mid-element."""
+        if (
+            self._parser is None
+            or not self._opened
+            or self._closed
+            or self._failed is not None
+            or self._stack
+            or self._buf
+        ):
+            return False
+        self._parser = None
+        return True
+
+    def _resume(self) -> None:
+        parser = self._new_expat()
+        self._replaying = True
+        try:
+            parser.Parse(self._header, False)
+        finally:
+            self._replaying = False
+        self._parser = parser
+        # expat counts from the replayed header; the stream goes on at _base
+        self._shift = self._base - len(self._header)
+
+    def _index(self) -> int:
+        """The stream offset of the event expat is reporting."""
+        return int(self._parser.CurrentByteIndex) + self._shift
 
     @property
     def depth(self) -> int:
@@ -239,6 +278,8 @@ class XMLStreamParser:
             return []
         self._buf += data
         try:
+            if self._parser is None:
+                self._resume()
             self._parser.Parse(data, False)
         except StreamError as exc:
             raise self._fail(exc) from None
@@ -291,6 +332,8 @@ class XMLStreamParser:
             raise StreamError("unsupported-encoding", "only UTF-8 is allowed (RFC 6120 §11.6)")
 
     def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
+        if self._replaying:
+            return
         if not self._opened:
             if prefix is None:
                 self._default_ns = uri or ""
@@ -300,6 +343,8 @@ class XMLStreamParser:
             self._new_decls[prefix] = uri or ""
 
     def _start(self, qname: str, attrs: dict[str, str]) -> None:
+        if self._replaying:
+            return  # the stream header again, after compact()
         ns, name, prefix = _split(qname)
         parsed: dict[str, str] = {}
         for key, value in attrs.items():
@@ -310,7 +355,8 @@ class XMLStreamParser:
         if not self._opened:
             self._opened = True
             self._events.append(StreamOpen(name, ns, parsed, self._default_ns, dict(self._stream_prefixes)))
-            self._safe = self._tag_end(self._parser.CurrentByteIndex - self._base) + self._base + 1
+            self._safe = self._tag_end(self._index() - self._base) + self._base + 1
+            self._header = bytes(self._buf[: self._safe - self._base])
             return
         if prefix is not None and prefix not in self._new_decls:
             # A prefix bound on the stream header: the raw bytes would not stand alone.
@@ -321,7 +367,7 @@ class XMLStreamParser:
                 raise StreamError("policy-violation", f"elements nested deeper than {self.max_depth}")
             self._stack[-1].children.append(element)
         else:
-            start = self._parser.CurrentByteIndex
+            start = self._index()
             self._top_start = start
             self._top_gt = self._tag_end(start - self._base) + self._base
         self._stack.append(element)
@@ -349,7 +395,7 @@ class XMLStreamParser:
         element = self._stack.pop()
         if self._stack:
             return
-        index = self._parser.CurrentByteIndex - self._base
+        index = self._index() - self._base
         gt = self._top_gt - self._base
         buf = self._buf
         if buf[gt - 1] == 0x2F:  # '/>': an empty element, its start tag is all of it
@@ -366,6 +412,8 @@ class XMLStreamParser:
         self._new_decls = {}
 
     def _chars(self, text: str) -> None:
+        if self._replaying:
+            return
         if self._stack:
             children = self._stack[-1].children
             if children and isinstance(children[-1], str):
@@ -376,7 +424,7 @@ class XMLStreamParser:
             raise StreamError("bad-format", "character data between top-level elements")
         else:
             # ASCII whitespace: one byte per character
-            self._safe = self._parser.CurrentByteIndex + len(text)
+            self._safe = self._index() + len(text)
 
 
 # ----------------------------------------------------------------- serializer

@@ -144,3 +144,51 @@ def test_keepalive_whitespace_is_consumed_not_buffered() -> None:
     assert parser.pending() == b""
     (stanza,) = parser.feed(b"<presence/>")
     assert isinstance(stanza, Stanza) and stanza.raw == b"<presence/>"
+
+
+def _describe(events: list[object]) -> list[object]:
+    out: list[object] = []
+    for event in events:
+        if isinstance(event, Stanza):
+            out.append((serialize(event.element), event.raw))
+        else:
+            out.append(type(event).__name__)
+    return out
+
+
+@pytest.mark.parametrize("step", [1, 5, 100000])
+def test_compact_between_stanzas_changes_nothing_but_memory(step: int) -> None:
+    """A quiet stream gives expat's memory back; the next bytes resume it with
+    the same events, raw bytes and stream-level prefixes as without."""
+    expected = _describe(feed_all(HEADER + BODY, step))
+    parser = XMLStreamParser()
+    events = feed_all(HEADER, step, parser)
+    pieces = [
+        b" <presence a='&gt;/&apos;'/>\n",
+        b"<message to='bob@localhost'><body>x &amp; y \xc3\xa9</body>",
+    ]
+    pieces += [b"</message><iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>"]
+    pieces += [b"<stream:features/>", b"</stream:stream>"]
+    compacted = 0
+    for piece in pieces:
+        events += feed_all(piece, step, parser)
+        compacted += parser.compact()
+    assert _describe(events) == expected
+    # not mid-element (after the <message> start), and not after the stream ended
+    assert compacted == 3
+    assert not parser.compact()
+
+
+def test_compact_then_errors_and_limits_still_apply() -> None:
+    parser = XMLStreamParser(max_stanza=10000)
+    parser.feed(HEADER)
+    assert parser.compact()
+    with pytest.raises(StreamError) as refused:
+        parser.feed(b"<!-- a comment after the resume -->")
+    assert refused.value.condition == "restricted-xml"
+    parser = XMLStreamParser(max_stanza=10000)
+    parser.feed(HEADER + b"<presence/>")
+    assert parser.compact()
+    with pytest.raises(StreamError) as oversize:
+        parser.feed(b"<message><body>" + b"x" * 20000)
+    assert oversize.value.condition == "policy-violation"
