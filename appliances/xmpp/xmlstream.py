@@ -236,7 +236,7 @@ class XMLStreamParser:
     def compact(self) -> bool:
         """Between stanzas, give back expat's memory (about 10 KiB a stream):
         the next ``feed`` starts a new expat parser and replays the stream
-        header to it first.  For quiet connections; a no-op mid-element."""
+        header to it first (a few microseconds).  A no-op mid-element."""
         if (
             self._parser is None
             or not self._opened

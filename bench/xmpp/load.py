@@ -6,13 +6,13 @@
 
 Against one running server: reads the idle server's RSS, logs ``N`` accounts
 in (``u0``..) with at most ``--login-concurrency`` logins at a time, reads the
-RSS with ``N`` bound connections, then chats (``client.chat``: pairs,
-``--window`` messages in flight each way) for ``--warmup`` plus ``--seconds``
-seconds.  Server CPU (utime+stime of its process tree, from /proc) is read
-before and after the logins and around the measured chat window, the
-generator's own CPU (getrusage) and the machine's CPU pressure (PSI: other
-load stealing the CPUs) around the same window.  Prints one JSON
-object (``Measurement``).
+RSS with ``N`` bound connections (after ``--settle`` quiet seconds), then
+chats (``client.chat``: pairs, ``--window`` messages in flight each way) for
+``--warmup`` plus ``--seconds`` seconds. Server CPU (utime+stime of its
+process tree, from /proc) is read before and after the logins and around the
+measured chat window, the generator's own CPU (getrusage) and the machine's
+CPU pressure (PSI: other load stealing the CPUs) around the same window.
+Prints one JSON object (``Measurement``).
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ async def measure(args: argparse.Namespace, salted: SaltedPasswords) -> Measurem
         concurrency=args.login_concurrency,
     )
     login_cpu = cpu_seconds(pid) - cpu_before
+    await asyncio.sleep(args.settle)  # quiet connections, as most IM connections are
     rss_bound = rss_bytes(pid)
     connections = logged.connections
     try:
@@ -206,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--login-concurrency", type=int, default=50)
     parser.add_argument("--window", type=int, default=2, help="messages in flight each way per pair")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--settle", type=float, default=0.0, help="quiet seconds before the bound RSS")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--drain", type=float, default=5.0, help="wait for messages in flight at the end")
     return parser

@@ -17,22 +17,25 @@ otherwise its defaults: Nagle on, Lua's incremental collector (``--prosody-gc
 generational`` switches that: in trials here, at 1,000 connections, about
 2.5x less CPU per message and a third more RSS per connection).
 
-Per level (``--levels``: connections) and server: the N connections log in,
-at most ``--login-concurrency`` at a time (logins/s, logins per server
+Per level (``--levels``: connections) and server: the N connections log in, at
+most ``--login-concurrency`` at a time (logins/s, logins per server
 CPU-second); RSS per connection, ``(RSS with N bound connections - RSS of the
-idle server) / N``; then the connections chat in pairs, ``--window`` messages
-in flight each way, for 1 s of warm-up and ``--seconds`` measured: messages/s,
-messages per server CPU-second (utime+stime of the server's process tree from
-/proc around the window), p50/p99 delivery latency, and the generator's own
-CPU-seconds per wall second in the window (above 0.9 the generator, not the
-server, may be the bottleneck: flagged), the server's (below 1.0: it was not
-saturated) and the machine's CPU pressure (``/proc/pressure/cpu``: other load
-taking the CPUs, flagged above 10% of the window).  CPU times come in clock
-ticks (10 ms): the login phase of 50 connections lasts a fraction of a second,
-so its logins per CPU-second are coarse.  Messages lost or not the expected
-next one from the partner are counted.  Ratios are ours/Prosody.  A dated
-section with the command and the table is appended to ``bench/RESULTS.md``
-(``--no-record``: print only).
+idle server) / N``, read after the connections have been quiet for
+``--settle`` seconds (10: most IM connections are quiet most of the time, and
+both servers tidy up then: Lua's collector, our parser compaction after 5 s);
+then the connections chat in pairs, ``--window`` messages in flight each way,
+for 1 s of warm-up and ``--seconds`` measured: messages/s, messages per server
+CPU-second (utime+stime of the server's process tree from /proc around the
+window), p50/p99 delivery latency, and the generator's own CPU-seconds per
+wall second in the window (above 0.9 the generator, not the server, may be the
+bottleneck: flagged), the server's (below 1.0: it was not saturated) and the
+machine's CPU pressure (``/proc/pressure/cpu``: other load taking the CPUs,
+flagged above 10% of the window). CPU times come in clock ticks (10 ms): the
+login phase of 50 connections lasts a fraction of a second, so its logins per
+CPU-second are coarse. Messages lost or not the expected next one from the
+partner are counted. Ratios are ours/Prosody. A dated section with the command
+and the table is appended to ``bench/RESULTS.md`` (``--no-record``: print
+only).
 
 Goals (not assertions): ours at least Prosody's messages per CPU-second and
 logins/s, and no more RSS per connection than Prosody.
@@ -119,6 +122,8 @@ def generate(
         str(args.window),
         "--seconds",
         str(args.seconds),
+        "--settle",
+        str(args.settle),
     ]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=LOAD_TIMEOUT, check=False
@@ -230,6 +235,9 @@ def main() -> None:
     parser.add_argument("--levels", default="50,200,1000", help="connections per level, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured chat seconds per level")
     parser.add_argument("--window", type=int, default=2, help="messages in flight each way per pair")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds the bound connections stay quiet before the RSS"
+    )
     parser.add_argument("--login-concurrency", type=int, default=50, help="logins at a time")
     parser.add_argument(
         "--prosody-gc",
