@@ -214,10 +214,8 @@ class PersonalEventing:
         if pubsub.ns == NS_PUBSUB_OWNER:
             if not own:
                 self._error(session, iq, "forbidden")
-            elif first.name == "delete" and kind == "set":
-                await self._delete(session, iq, first)
-            elif first.name == "purge" and kind == "set":
-                await self._purge(session, iq, first)
+            elif first.name in ("delete", "purge") and kind == "set":
+                await self._delete_or_purge(session, iq, first)
             elif first.name == "configure":
                 await self._configure(session, iq, first)
             else:
@@ -323,32 +321,30 @@ class PersonalEventing:
             body = f"<items node='{escape_attr(name)}'><retract id='{escape_attr(ids[0])}'/></items>"
             self._notify(session.bare, node, body)
 
-    async def _delete(self, session: Session, iq: Element, request: Element) -> None:
-        name = request.get("node") or ""
-        node = self.storage.pep_node(session.bare, name)
+    def _own_node(self, session: Session, iq: Element, request: Element) -> PepNode | None:
+        """The session's own node named in ``request`` (else item-not-found sent)."""
+        node = self.storage.pep_node(session.bare, request.get("node") or "")
         if node is None:
             self._error(session, iq, "item-not-found")
-            return
-        await self.storage.pep_delete_node(session.bare, name)
-        session.send(serialize(iq_result(iq)))
-        self._notify(session.bare, node, f"<delete node='{escape_attr(name)}'/>")
+        return node
 
-    async def _purge(self, session: Session, iq: Element, request: Element) -> None:
-        name = request.get("node") or ""
-        node = self.storage.pep_node(session.bare, name)
+    async def _delete_or_purge(self, session: Session, iq: Element, request: Element) -> None:
+        """XEP-0060 §8.4 (the node and its items) and §8.5 (its items only)."""
+        node = self._own_node(session, iq, request)
         if node is None:
-            self._error(session, iq, "item-not-found")
             return
-        await self.storage.pep_purge(session.bare, name)
+        if request.name == "delete":
+            await self.storage.pep_delete_node(session.bare, node.name)
+        else:
+            await self.storage.pep_purge(session.bare, node.name)
         session.send(serialize(iq_result(iq)))
-        self._notify(session.bare, node, f"<purge node='{escape_attr(name)}'/>")
+        self._notify(session.bare, node, f"<{request.name} node='{escape_attr(node.name)}'/>")
 
     async def _configure(self, session: Session, iq: Element, request: Element) -> None:
-        name = request.get("node") or ""
-        node = self.storage.pep_node(session.bare, name)
+        node = self._own_node(session, iq, request)
         if node is None:
-            self._error(session, iq, "item-not-found")
             return
+        name = node.name
         if iq.get("type") == "get":
             form = Element("x", NS_DATA, {"type": "form"}, [
                 _field("FORM_TYPE", NS_PUBSUB + "#node_config", "hidden"),

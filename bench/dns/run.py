@@ -41,11 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import procstats  # noqa: E402
+from bench import procstats, record  # noqa: E402
 from bench.dns.core import make_zone  # noqa: E402
 from bench.procstats import cpu_seconds, rss_bytes  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 ORIGIN = "bench.test"
 QUERIES = 20_000
 #: dnsperf settings (``-c``, ``-q``, ``-T``), overridable by flags
@@ -407,8 +406,7 @@ def main() -> None:
     print()
     print(text)
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write("\n" + text)
+        record.append(section)
 
 
 if __name__ == "__main__":

@@ -42,12 +42,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench import procstats  # noqa: E402
+from bench import procstats, record  # noqa: E402
 from bench.procstats import cpu_seconds, rss_bytes  # noqa: E402
 
 __all__ = ["main"]
 
-RESULTS = REPO / "bench" / "RESULTS.md"
 SERVER_CPU = "0"
 WRK_CPU = "1"
 
@@ -319,7 +318,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--only", action="append", help="run only these servers (repeatable)")
-    parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
@@ -366,11 +365,7 @@ def main() -> None:
         *summary,
         "",
     ]
-    with RESULTS.open("a") as f:
-        if f.tell() == 0:
-            f.write("# Benchmark results\n\nAppended by the scripts under bench/; newest last.\n\n")
-        f.write("\n".join(section) + "\n")
-    print(f"\nappended to {RESULTS}")
+    record.append(section)
 
 
 if __name__ == "__main__":

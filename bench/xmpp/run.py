@@ -59,14 +59,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import procstats  # noqa: E402
+from bench import procstats, record  # noqa: E402
 from bench.xmpp import servers  # noqa: E402
 from bench.xmpp.client import HASHES, SaltedPasswords, choose_mechanism, probe_mechanisms  # noqa: E402
 from bench.xmpp.load import SPARE_FILES, Measurement, raise_nofile  # noqa: E402
 
 __all__ = ["main"]
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 NAMES = ("ours", "prosody")
@@ -246,7 +245,7 @@ def main() -> None:
         help="Lua garbage collector mode of Prosody (its default: incremental)",
     )
     parser.add_argument("--only", help="comma-separated servers to run (default: ours,prosody)")
-    parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     names = [name for name in NAMES if not args.only or name in args.only.split(",")]
@@ -333,11 +332,7 @@ def main() -> None:
         *summary,
         "",
     ]
-    with RESULTS.open("a") as f:
-        if f.tell() == 0:
-            f.write("# Benchmark results\n\nAppended by the scripts under bench/; newest last.\n\n")
-        f.write("\n".join(section) + "\n")
-    print(f"\nappended to {RESULTS}")
+    record.append(section)
 
 
 if __name__ == "__main__":
