@@ -55,6 +55,7 @@ from runtime import (
 )
 
 from .c2s import (
+    Action,
     C2SSettings,
     C2SStream,
     Close,
@@ -435,6 +436,13 @@ class XMPPService:
                 self.components.dec()
                 ctx.log.info("component disconnected", domain=attached)
 
+    def _received(self, core: C2SStream | ComponentStream, stream: Stream, data: bytes) -> list[Action]:
+        """The core's actions for ``data``; the end of input that the runtime
+        gives a stream when we stop becomes our ``system-shutdown``."""
+        if not data and self.ctx.stopping and not stream.closed:
+            return core.fail("system-shutdown", "the server is stopping")
+        return core.receive(data)
+
     async def _component_loop(self, conn: Connection, core: ComponentStream) -> None:
         ctx = self.ctx
         options = ctx.options
@@ -450,10 +458,7 @@ class XMPPService:
                     continue
                 actions = core.fail("connection-timeout", "no handshake in time")
             else:
-                if not data and ctx.stopping and not stream.closed:
-                    actions = core.fail("system-shutdown", "the server is stopping")
-                else:
-                    actions = core.receive(data)
+                actions = self._received(core, stream, data)
             for action in actions:
                 if isinstance(action, Send):
                     conn.deliver(action.data)
@@ -588,10 +593,7 @@ class XMPPService:
             else:
                 last = clock.monotonic()
                 pinged_at = None
-                if not data and ctx.stopping and not stream.closed:
-                    actions = core.fail("system-shutdown", "the server is stopping")
-                else:
-                    actions = core.receive(data)
+                actions = self._received(core, stream, data)
             for action in actions:
                 if isinstance(action, Send):
                     conn.deliver(action.data)
