@@ -73,6 +73,14 @@ APPLIANCE = Appliance(
             minimum=10000,
         ),
         Option("max_offline", INT, 1000, "offline messages kept per account", minimum=0),
+        Option("max_resources", INT, 10, "sessions one account may have at once", minimum=1),
+        Option(
+            "receive_rate",
+            SIZE,
+            256 * 1024,
+            "bytes per second one client may send, bursts of 4 s (0: no limit)",
+            minimum=0,
+        ),
         Option(
             "max_send_buffer",
             SIZE,

@@ -193,7 +193,7 @@ class C2SStream:
 
     ``lookup(jid, hash_name)``: the account's SCRAM credential or None.
     ``bind(bare, resource_or_empty)``: a full JID for the new session, or None
-    when the resource is refused.  ``resume(bare, element)``: XEP-0198
+    when the account has all the sessions it may have.  ``resume(bare, element)``: XEP-0198
     resumption: the resumed session's full JID (or None) and what to send.
     ``random_token()``: a fresh nonce/id."""
 
@@ -549,7 +549,8 @@ class C2SStream:
                 return
         full = self._bind(self.authenticated, resource)
         if full is None:
-            actions.append(Send(_iq_error(iq_id, "cancel", "not-allowed")))
+            # §7.6.2.1: the account has as many sessions as it may have
+            actions.append(Send(_iq_error(iq_id, "wait", "resource-constraint")))
             return
         self.jid = full
         self.state = State.BOUND

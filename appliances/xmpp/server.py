@@ -16,12 +16,14 @@ Rules of a connection:
 3. Stanzas of one connection are handled one after the other, each to its end
    (store writes included) before the next is read: a reply after a message
    means the message was routed or stored durably.
-4. Keepalive: a bound session quiet for ``--ping-interval`` gets an XEP-0199
+4. ``--receive-rate``: a client sending faster is not read until its budget
+   is back (``ReceiveBudget``).
+5. Keepalive: a bound session quiet for ``--ping-interval`` gets an XEP-0199
    ping; nothing within ``--ping-timeout`` more is ``connection-timeout``.
    Before binding, the runtime's idle timeout applies.
-5. On stop, every stream gets ``system-shutdown``; an ended connection of an
+6. On stop, every stream gets ``system-shutdown``; an ended connection of an
    available session broadcasts unavailable presence (RFC 6121 §4.5.2).
-6. XEP-0198: a session whose client enabled resumable stream management
+7. XEP-0198: a session whose client enabled resumable stream management
    and whose connection broke (no ``</stream:stream>`` from the client, no
    stream error from us but ``connection-timeout``) hibernates for the
    resumption timeout: it stays bound and available, stanzas for it queue
@@ -29,7 +31,7 @@ Rules of a connection:
    over (a connection still attached is closed with ``conflict``).  A
    session that ends for good hands what its client never acknowledged to
    ``IMServer.undelivered`` (messages to other resources or offline storage).
-7. Memory: after each read that ends between stanzas the XML parser drops its
+8. Memory: after each read that ends between stanzas the XML parser drops its
    expat parser (``XMLStreamParser.compact``, about 10 KiB a connection); the
    next read starts a fresh one (a few microseconds), so an idle connection
    holds none.
@@ -168,6 +170,25 @@ class Connection:
         finally:
             self._drained.set()
             stream.close()
+
+
+class ReceiveBudget:
+    """A token bucket on the bytes one client sends (``--receive-rate``, with a
+    burst of four seconds' worth): over it, the connection is not read until
+    the budget is back, so TCP slows the client down and one flooding
+    client cannot take the server from the others."""
+
+    def __init__(self, rate: int, now: float) -> None:
+        self.rate = rate
+        self.burst = 4 * rate
+        self.allowance = float(self.burst)
+        self.stamp = now
+
+    def spend(self, size: int, now: float) -> float:
+        """Count ``size`` bytes; how long to wait before reading again."""
+        self.allowance = min(self.burst, self.allowance + (now - self.stamp) * self.rate) - size
+        self.stamp = now
+        return -self.allowance / self.rate if self.allowance < 0 else 0.0
 
 
 class Hibernating:
@@ -540,7 +561,10 @@ class XMPPService:
         self.ctx.log.debug("resumed", jid=str(session.jid), resent=len(again))
         return session.jid, reply
 
-    def _bind(self, conn: Connection, bare: JID, resource: str, core: C2SStream) -> JID:
+    def _bind(self, conn: Connection, bare: JID, resource: str, core: C2SStream) -> JID | None:
+        resources = self.im.sessions.get(str(bare), {})
+        if len(resources) >= self.ctx.options.max_resources and resource not in resources:
+            return None
         session = self.im.bind(bare, resource, conn)
         session.since = self.ctx.clock.now()
         conn.session = session
@@ -573,7 +597,13 @@ class XMPPService:
         tick = min(options.ping_interval, options.ping_timeout, options.idle_timeout)
         last = clock.monotonic()
         pinged_at: float | None = None
+        budget = ReceiveBudget(options.receive_rate, last) if options.receive_rate else None
         while not conn.closing:
+            if budget is not None and (wait := budget.spend(0, clock.monotonic())) > 0:
+                try:  # not read for a while (a stop ends the wait)
+                    await asyncio.wait_for(ctx.wait_stopping(), wait)
+                except TimeoutError:
+                    pass
             try:
                 data = await stream.receive(RECEIVE_SIZE, timeout=tick)
             except TimeoutError:
@@ -593,6 +623,8 @@ class XMPPService:
             else:
                 last = clock.monotonic()
                 pinged_at = None
+                if budget is not None:
+                    budget.spend(len(data), last)
                 actions = self._received(core, stream, data)
             for action in actions:
                 if isinstance(action, Send):
@@ -620,7 +652,7 @@ class XMPPService:
                 else:
                     return  # Close
             # Between stanzas expat's memory (about 10 KiB) goes back: a
-            # connection holds it only while a stanza is arriving (rule 6).
+            # connection holds it only while a stanza is arriving (rule 8).
             core.parser.compact()
 
     def _nonza(self, conn: Connection, element: Element) -> None:

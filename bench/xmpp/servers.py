@@ -244,6 +244,8 @@ def ours(
         str(key),
         "--max-connections",
         str(max_connections),
+        "--receive-rate",
+        "0",  # rate limits off, as for Prosody (no mod_limits)
         "--log-level",
         "warning",
     ]

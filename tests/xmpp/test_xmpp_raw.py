@@ -4,6 +4,7 @@ a close, or a SASL failure (§6.5); the server keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 from pathlib import Path
@@ -359,3 +360,51 @@ async def test_private_xml_storage(tmp_path: Path) -> None:
         )
         assert b"<forbidden " in await raw.expect(b"</iq>")
         raw.close()
+
+
+async def test_sessions_per_account_are_bounded(tmp_path: Path) -> None:
+    async with start_xmpp(tmp_path, ["--max-resources", "2"]) as app:
+        await add_user(app, "alice@localhost", "a")
+        first, second = await RawClient.open(app.address()), await RawClient.open(app.address())
+        await first.login("alice", "a", "one")
+        await second.login("alice", "a", "two")
+        third = await RawClient.open(app.address())
+        await third.secure()
+        assert b"<success" in await third.plain_auth("alice", "a")
+        await third.open_stream()
+        bind = "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        bind += "<resource>{}</resource></bind></iq>"
+        await third.send(bind.format("three"))
+        assert b"<resource-constraint " in await third.expect(b"</iq>")
+        # the same resource again replaces its session (RFC 6120 §7.7.2.2)
+        await third.send(bind.format("two"))
+        assert b"<jid>alice@localhost/two</jid>" in await third.expect(b"</iq>")
+        assert b"<conflict " in await second.read_to_close()
+        first.close()
+        third.close()
+
+
+async def test_a_flooding_client_is_read_at_its_rate_and_others_are_served(tmp_path: Path) -> None:
+    async with start_xmpp(tmp_path, ["--receive-rate", "10k"]) as app:
+        await add_user(app, "flood@localhost", "f")
+        await add_user(app, "bob@localhost", "b")
+        flood = await RawClient.open(app.address())
+        await flood.login("flood", "f", "x")
+        count = 2000
+        ping = "<iq type='get' id='p{}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        await flood.send("".join(ping.format(n) for n in range(count)))  # ~130 KB at once
+        # another client logs in and is answered while the flood waits its turn
+        bob = await RawClient.open(app.address())
+        await bob.login("bob", "b", "y")
+        await bob.send(ping.format("bob"))
+        assert b"id='pbob'" in await bob.expect(b"/>")
+        try:
+            while True:
+                flood.buffer += await asyncio.wait_for(flood.reader.read(1 << 20), 0.5)
+        except TimeoutError:
+            pass
+        answered = flood.buffer.count(b"type='result'")
+        # served, but held to 10 KiB/s after a 40 KiB burst: far from all of them
+        assert 0 < answered < count
+        flood.close()
+        bob.close()
