@@ -4,13 +4,16 @@
 They work on the store a running server uses (SQLite arbitrates the two
 processes; the server reads accounts from the store at every login, so a new
 account or password counts at once).  Passwords come from ``--password PW``
-or, on the command line, from the first line of stdin; only salted SCRAM keys
+or, on the command line, from the first line of stdin (at a terminal: asked
+twice, not echoed); only salted SCRAM keys
 are written (``Storage.create_account``).  ``user del`` and ``user passwd``
 close the account's sessions: at once in the console, within a few seconds
 when run from the command line (the server reads the change from the store).
 """
 
 from __future__ import annotations
+
+import getpass
 
 from runtime import Call, Command, Reply, UsageError, find_service, table_text
 
@@ -36,7 +39,7 @@ def _account(call: Call, text: str) -> str:
     return str(jid)
 
 
-def _password(call: Call, args: tuple[str, ...]) -> str:
+def _password(call: Call, jid: str, args: tuple[str, ...]) -> str:
     rest = list(args)
     password: str | None = None
     if "--password" in rest:
@@ -51,7 +54,13 @@ def _password(call: Call, args: tuple[str, ...]) -> str:
         stdin = call.extras.get("stdin")
         if stdin is None:
             raise UsageError("give --password PW")
-        password = stdin.readline(MAX_PASSWORD + 1).rstrip("\r\n")
+        if stdin.isatty():
+            # typed at a terminal: not echoed, and asked twice
+            password = getpass.getpass(f"password for {jid}: ")
+            if getpass.getpass("the same again: ") != password:
+                raise UsageError("the two passwords differ")
+        else:
+            password = stdin.readline(MAX_PASSWORD + 1).rstrip("\r\n")
     if not password:
         raise UsageError("the password is empty")
     if len(password) > MAX_PASSWORD:
@@ -67,7 +76,7 @@ async def _storage(call: Call) -> Storage:
 
 async def _add(call: Call) -> Reply:
     jid = _account(call, call.args[0])
-    password = _password(call, call.args[1:])
+    password = _password(call, jid, call.args[1:])
     storage = await _storage(call)
     ctx = call.ctx
     if not await storage.create_account(jid, password, ctx.random, ctx.clock.now()):
@@ -85,7 +94,7 @@ def _close_sessions(call: Call) -> None:
 
 async def _passwd(call: Call) -> Reply:
     jid = _account(call, call.args[0])
-    password = _password(call, call.args[1:])
+    password = _password(call, jid, call.args[1:])
     storage = await _storage(call)
     if not await storage.set_password(jid, password, call.ctx.random):
         return Reply.failed(f"no account {jid}", data={"error": "not-found"})

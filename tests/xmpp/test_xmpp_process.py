@@ -5,10 +5,16 @@ after the restart."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
+import subprocess
 import sys
+import termios
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -161,3 +167,59 @@ async def test_accounts_from_the_command_line_and_kill_9(tmp_path: Path) -> None
         await bob.close()
         second.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.proc.wait(), WAIT) == 0
+
+
+def test_user_add_at_a_terminal_asks_twice_without_echo(tmp_path: Path) -> None:
+    """At a terminal the password is read with the echo off, twice."""
+
+    def run(*answers: str) -> tuple[int, str]:
+        main_fd, tty_fd = pty.openpty()
+
+        def controlling_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(tty_fd, termios.TIOCSCTTY, 0)
+
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appliances.xmpp",
+                "user",
+                "add",
+                "dora@localhost",
+                "--state-dir",
+                str(tmp_path),
+            ],
+            stdin=tty_fd,
+            stdout=tty_fd,
+            stderr=tty_fd,
+            env=ENV,
+            preexec_fn=controlling_terminal,
+        )
+        os.close(tty_fd)
+        seen, pending = b"", list(answers)
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main_fd, 4096)
+                except OSError:  # the terminal closed: the process is done
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if pending and seen.rstrip().endswith(b":"):
+                    os.write(main_fd, pending.pop(0).encode() + b"\n")
+                    seen += b"|"  # the answer given (never echoed back)
+            elif proc.poll() is not None:
+                break
+        os.close(main_fd)
+        return proc.wait(WAIT), seen.decode(errors="replace")
+
+    code, text = run("one", "two")
+    assert code != 0 and "the two passwords differ" in text
+    code, text = run("s3cret-pass", "s3cret-pass")
+    assert code == 0 and "added dora@localhost" in text
+    assert "s3cret-pass" not in text  # not echoed
+    assert "password for dora@localhost:" in text and "the same again:" in text
