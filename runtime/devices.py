@@ -190,6 +190,17 @@ class Stream(Protocol):
         write timeout, ``ConnectionError`` once the peer is gone."""
         ...
 
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` without waiting: for a caller that bounds what it
+        queues itself (``buffered``) instead of waiting on back-pressure.
+        Raises ``ConnectionError`` once the stream is closed."""
+        ...
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued and not yet taken by the kernel."""
+        ...
+
     async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` from ``offset`` (zero-copy where possible)."""
         ...

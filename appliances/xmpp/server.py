@@ -1,14 +1,14 @@
-"""The I/O edge: listeners, one task per connection driving ``C2SStream``, and
-one writer task per connection draining its outbox.
+"""The I/O edge: listeners, one task per connection driving ``C2SStream``,
+and each connection's outbox.
 
 Rules of a connection:
 
-1. Everything we send goes through the connection's outbox, written by its
-   writer task in order; other sessions deliver into it without waiting.
-   The outbox is bounded (``--max-send-buffer``): a reader too slow to take
-   what it is sent is closed with ``resource-constraint`` instead of making
-   us buffer without limit; the writer's ``send`` waits on the transport's
-   high-water mark (the runtime's back-pressure).
+1. Everything we send goes through the connection's outbox, in order; other
+   sessions deliver into it without waiting, and what one turn of the event
+   loop delivers goes out in one write.  What is queued (outbox and the
+   transport's buffer) is bounded (``--max-send-buffer``): a reader too slow
+   to take what it is sent is closed with ``resource-constraint`` instead of
+   making us buffer without limit.
 2. STARTTLS: what is queued is flushed, then ``<proceed/>`` is sent with
    reading stopped and the stream upgraded in place (the client's
    ClientHello must not be read as cleartext);
@@ -40,7 +40,6 @@ Rules of a connection:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from runtime import (
@@ -99,16 +98,18 @@ SECRET_KEY = "xmpp/secret"
 
 
 class Connection:
-    """One client connection: its outbox and writer (the ``Sink`` of its session)."""
+    """One client connection: its outbox (the ``Sink`` of its session).
+
+    What is delivered in one turn of the event loop goes out in one write at
+    the end of the turn (one TLS record, one system call); no task waits per
+    connection, so an idle connection costs only its objects."""
 
     def __init__(self, stream: Stream, max_pending: int) -> None:
         self.stream = stream
         self.max_pending = max_pending
-        self._queue: deque[bytes] = deque()
-        self._pending = 0
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._loop = asyncio.get_running_loop()
+        self._outbox: list[bytes] = []
+        self._outbox_size = 0
         self.closing = False
         self.session: Session | None = None
         self.core: C2SStream | None = None
@@ -118,19 +119,31 @@ class Connection:
     def deliver(self, data: bytes) -> None:
         if self.closing:
             return
-        if self._pending + len(data) > self.max_pending:
+        if self.stream.buffered + self._outbox_size + len(data) > self.max_pending:
             self.kick("resource-constraint", "the client does not read what it is sent")
             return
-        self._queue.append(data)
-        self._pending += len(data)
-        self._drained.clear()
-        self._wake.set()
+        if not self._outbox:
+            self._loop.call_soon(self.flush)
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+
+    def flush(self) -> None:
+        """Write what is queued now (also before a STARTTLS upgrade)."""
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        self._outbox_size = 0
+        try:
+            self.stream.write(data)
+        except ConnectionError:
+            self.closing = True
 
     def kick(self, condition: str, text: str = "") -> None:
         if self.closing:
             return
         self.error = condition
-        self._queue.append(stream_error(condition, text))
+        self._outbox.append(stream_error(condition, text))
         self.close()
 
     def ended_abruptly(self) -> bool:
@@ -143,33 +156,11 @@ class Connection:
         return condition is None or condition == "connection-timeout"
 
     def close(self) -> None:
-        """Flush what is queued, then close the stream."""
+        """Write what is queued, then close the stream (its transport sends
+        what it still holds before closing)."""
         self.closing = True
-        self._wake.set()
-
-    async def drained(self) -> None:
-        await self._drained.wait()
-
-    async def write_loop(self) -> None:
-        stream = self.stream
-        try:
-            while True:
-                if not self._queue:
-                    self._drained.set()
-                    if self.closing:
-                        break
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                data = b"".join(self._queue)
-                self._queue.clear()
-                self._pending = 0
-                await stream.send(data)
-        except (ConnectionError, TimeoutError):
-            self.closing = True
-        finally:
-            self._drained.set()
-            stream.close()
+        self.flush()
+        self.stream.close()
 
 
 class ReceiveBudget:
@@ -445,13 +436,9 @@ class XMPPService:
             attach=attach,
         )
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(conn.write_loop())
-                try:
-                    await self._component_loop(conn, core)
-                finally:
-                    conn.close()
+            await self._component_loop(conn, core)
         finally:
+            conn.close()
             if attached and self.im.components.get(attached) is conn:
                 del self.im.components[attached]
                 self.components.dec()
@@ -500,23 +487,21 @@ class XMPPService:
         conn = Connection(stream, self.ctx.options.max_send_buffer)
         self.active.inc()
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(conn.write_loop())
-                try:
-                    await self._read_loop(conn, stream, direct_tls)
-                finally:
-                    conn.close()
-                    session = conn.session
-                    if session is not None and session.sink is conn:
-                        sm = session.sm
-                        resumable = sm is not None and sm.resumable and not self.ctx.stopping
-                        if sm is not None and resumable and conn.ended_abruptly():
-                            session.sink = Hibernating(self, session, sm.timeout)
-                            self.hibernating.inc()
-                        else:
-                            await self.end(session)
+            await self._read_loop(conn, stream, direct_tls)
         finally:
-            self.active.dec()
+            conn.close()
+            session = conn.session
+            try:
+                if session is not None and session.sink is conn:
+                    sm = session.sm
+                    resumable = sm is not None and sm.resumable and not self.ctx.stopping
+                    if sm is not None and resumable and conn.ended_abruptly():
+                        session.sink = Hibernating(self, session, sm.timeout)
+                        self.hibernating.inc()
+                    else:
+                        await self.end(session)
+            finally:
+                self.active.dec()
 
     async def end(self, session: Session) -> None:
         """The session is over: unavailable to whoever saw it, then what its
@@ -641,7 +626,7 @@ class XMPPService:
                 elif isinstance(action, Nonza):
                     self._nonza(conn, action.element)
                 elif isinstance(action, StartTLS):
-                    await conn.drained()
+                    conn.flush()
                     tls, cb_data = self.tls, self.cb_data  # the pair of this handshake, reload or not
                     try:
                         await stream.start_tls(tls, preface=action.proceed)

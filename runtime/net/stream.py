@@ -226,12 +226,20 @@ class TransportStream(TransportEnds):
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
+        self.write(data)
+        if self._write_paused:
+            await self._wait_writable()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         transport = self._transport
         if self._closed or self._closing or transport is None:
             raise ConnectionResetError("stream is closed")
         transport.write(data)
-        if self._write_paused:
-            await self._wait_writable()
+
+    @property
+    def buffered(self) -> int:
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     async def _wait_writable(self) -> None:
         while self._write_paused and not self._closed:

@@ -264,6 +264,43 @@ class NetConformance:
             await client.aclose()
             await listener.aclose()
 
+    async def test_write_queues_without_waiting_and_counts_what_is_buffered(self, net_env: NetEnv) -> None:
+        """``write`` never waits: a caller bounding its own queue sees it grow in
+        ``buffered`` while the peer does not read, and shrink when it does."""
+        seen: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        go_on = asyncio.Event()
+
+        async def writer(stream: Stream) -> None:
+            assert stream.buffered == 0
+            chunk = b"y" * 65536
+            for _ in range(256):  # 16 MiB: more than socket buffers hold
+                stream.write(chunk)
+            queued = stream.buffered
+            await go_on.wait()
+            await stream.send(b"")  # waits while above the high-water mark
+            seen.set_result((queued, stream.buffered))
+            stream.close()
+            with pytest.raises(ConnectionError):
+                stream.write(b"late")
+
+        listener = await net_env.server.listen_tcp(net_env.address())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(listener.serve(writer))
+            client = await net_env.client.connect_tcp(listener.address)
+            await asyncio.sleep(0.05)
+            go_on.set()
+            received = 0
+            while received < 256 * 65536:
+                chunk = await asyncio.wait_for(client.receive(1 << 20), BOUND)
+                if not chunk:
+                    break
+                received += len(chunk)
+            queued, after = await asyncio.wait_for(seen, BOUND)
+            assert queued > 1024 * 1024 and after < queued
+            assert received == 256 * 65536
+            await client.aclose()
+            await listener.aclose()
+
     async def test_tls_listener(self, net_env: NetEnv) -> None:
         listener = await net_env.server.listen_tcp(net_env.address(), tls=_tls())
         async with asyncio.TaskGroup() as group:
