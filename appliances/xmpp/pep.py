@@ -118,6 +118,10 @@ class Caps:
     features: frozenset[str] | None = None
 
 
+#: a client that announced no caps: no interests
+NO_CAPS = Caps("", "", frozenset())
+
+
 class PersonalEventing:
     def __init__(self, im: IMServer, storage: Storage) -> None:
         self.im = im
@@ -134,7 +138,7 @@ class PersonalEventing:
         c = presence.find("c", NS_CAPS)
         if c is None or c.get("hash") != "sha-1":
             if session.caps is None:
-                session.caps = Caps("", "", frozenset())
+                session.caps = NO_CAPS  # shared: never changed
                 self.interests_known(session)
             return
         ver = c.get("ver", "") or ""
