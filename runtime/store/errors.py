@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["StoreError", "is_environment_error", "store_error"]
+__all__ = ["StoreError", "is_busy", "is_environment_error", "store_error"]
 
 
 class StoreError(RuntimeError):
@@ -41,6 +41,12 @@ _BUSY = 5
 def _primary_code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return code & 0xFF if isinstance(code, int) else None
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY: another connection holds the lock (or SQLite refused to
+    wait for it, to avoid a deadlock between two lock upgrades)."""
+    return _primary_code(exc) == _BUSY
 
 
 def is_environment_error(exc: sqlite3.Error) -> bool:

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from .errors import StoreError, store_error
+from .errors import StoreError, is_busy, store_error
 from .guard import ReadGuard
 from .ops import SCHEMA
 
@@ -113,7 +113,7 @@ def open_writer(path: str, *, busy_timeout: float, check: bool) -> tuple[sqlite3
         if check:
             _check(conn, path)
         seconds = time.monotonic() - started
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        mode = _switch_to_wal(conn, time.monotonic() + busy_timeout)
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path}: cannot switch to WAL (journal mode stays {mode!r})")
         # FULL: in WAL mode this fsyncs the WAL at every commit, so a commit that
@@ -138,6 +138,23 @@ def open_writer(path: str, *, busy_timeout: float, check: bool) -> tuple[sqlite3
         conn.close()
         raise
     return conn, Opened(created, os.path.getsize(path), seconds)
+
+
+def _switch_to_wal(conn: sqlite3.Connection, deadline: float) -> str:
+    """``PRAGMA journal_mode=WAL``, tried again until ``deadline`` while busy.
+
+    Two processes opening a new file at once (workers) can both hold a read
+    lock and want the exclusive one to switch; SQLite then answers one of them
+    SQLITE_BUSY at once instead of calling the busy handler (it would be a
+    deadlock), so the busy timeout does not cover this case."""
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
 
 
 def open_reader(path: str, *, busy_timeout: float) -> tuple[sqlite3.Connection, ReadGuard]:

@@ -507,3 +507,33 @@ async def test_log_lines(tmp_path: Path) -> None:
     assert migrated == {"path": str(path), "migration": "t", "steps": 1}
     assert "locked by another connection" in failed["error"]
     assert closed == {"path": str(path), "commits": 1, "writes": 2, "failures": 1}
+
+
+def _open_together(path: str, openers: int) -> list[BaseException]:
+    from runtime.store.files import open_writer
+
+    start = threading.Barrier(openers)
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        start.wait()
+        try:
+            conn, _ = open_writer(path, busy_timeout=5.0, check=True)
+            conn.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
+def test_many_openers_of_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Workers open one new store together: switching it to WAL races (SQLite
+    answers a lock-upgrade deadlock with SQLITE_BUSY at once, not after the busy
+    timeout); every opener must still get the store."""
+    for round_ in range(20):
+        assert _open_together(str(tmp_path / f"store{round_}.sqlite3"), 6) == []
