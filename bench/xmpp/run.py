@@ -17,25 +17,28 @@ otherwise its defaults: Nagle on, Lua's incremental collector (``--prosody-gc
 generational`` switches that: in trials here, at 1,000 connections, about
 2.5x less CPU per message and a third more RSS per connection).
 
-Per level (``--levels``: connections) and server: the N connections log in, at
-most ``--login-concurrency`` at a time (logins/s, logins per server
-CPU-second); RSS per connection, ``(RSS with N bound connections - RSS of the
+Per level (``--levels``: connections) and server: one session logs in and out
+first (what the first session costs once is not per connection), then the N
+connections log in, at most ``--login-concurrency`` at a time (logins/s,
+logins per server CPU-second, and the generator's own CPU while logging in:
+its TLS handshakes cost about what the servers' do, so above 0.9 of its core
+logins/s tell the generator's limit and logins per server CPU-second the
+servers'); RSS per connection, ``(RSS with N bound connections - RSS of the
 idle server) / N``, read after the connections have been quiet for
 ``--settle`` seconds (10: most IM connections are quiet most of the time, and
-both servers tidy up then: Lua's collector, our parser compaction after 5 s);
-then the connections chat in pairs, ``--window`` messages in flight each way,
-for 1 s of warm-up and ``--seconds`` measured: messages/s, messages per server
-CPU-second (utime+stime of the server's process tree from /proc around the
-window), p50/p99 delivery latency, and the generator's own CPU-seconds per
-wall second in the window (above 0.9 the generator, not the server, may be the
-bottleneck: flagged), the server's (below 1.0: it was not saturated) and the
-machine's CPU pressure (``/proc/pressure/cpu``: other load taking the CPUs,
-flagged above 10% of the window). CPU times come in clock ticks (10 ms): the
-login phase of 50 connections lasts a fraction of a second, so its logins per
-CPU-second are coarse. Messages lost or not the expected next one from the
-partner are counted. Ratios are ours/Prosody. A dated section with the command
-and the table is appended to ``bench/RESULTS.md`` (``--no-record``: print
-only).
+Lua's collector tidies up then); then the connections chat in pairs,
+``--window`` messages in flight each way, for 1 s of warm-up and ``--seconds``
+measured: messages/s, messages per server CPU-second (utime+stime of the
+server's process tree from /proc around the window), p50/p99 delivery latency,
+and the generator's own CPU-seconds per wall second in the window (above 0.9
+the generator, not the server, may be the bottleneck: flagged), the server's
+(below 1.0: it was not saturated) and the machine's CPU pressure
+(``/proc/pressure/cpu``: other load taking the CPUs, flagged above 10% of the
+window). CPU times come in clock ticks (10 ms): the login phase of 50
+connections lasts a fraction of a second, so its logins per CPU-second are
+coarse. Messages lost or not the expected next one from the partner are
+counted. Ratios are ours/Prosody. A dated section with the command and the
+table is appended to ``bench/RESULTS.md`` (``--no-record``: print only).
 
 Goals (not assertions): ours at least Prosody's messages per CPU-second and
 logins/s, and no more RSS per connection than Prosody.
@@ -180,6 +183,8 @@ def table(results: dict[tuple[int, str], Measurement], levels: list[int]) -> lis
                 notes.append(f"{m.closed} connections closed by the server")
             if m.generator_load > GENERATOR_BUSY:
                 notes.append("generator busy: may be the bottleneck")
+            if m.generator_login_load > GENERATOR_BUSY:
+                notes.append(f"logins/s bound by the generator ({m.generator_login_load:.0%} of its core)")
             if m.contention > CONTENDED:
                 notes.append(f"CPU contention {m.contention:.0%} of the time")
             lines.append(
@@ -298,6 +303,12 @@ def main() -> None:
                     print(
                         f"    warning: the generator used {m.generator_load:.0%} of its core: "
                         "it, not the server, may be the bottleneck",
+                        flush=True,
+                    )
+                if m.generator_login_load > GENERATOR_BUSY:
+                    print(
+                        f"    warning: the generator used {m.generator_login_load:.0%} of its core while "
+                        "logging in: logins/s tell its limit, logins per server CPU-second the servers'",
                         flush=True,
                     )
                 if m.contention > CONTENDED:
