@@ -7,6 +7,11 @@ An appliance imports only this module (and its own protocol libraries)::
 Everything here is public and stable; submodules are the runtime's own.
 """
 
+# First: importing it makes the code that dataclasses and namedtuples generate
+# come precompiled in an image (see runtime/image/codegen.py).
+from .image import codegen as _codegen  # noqa: F401
+
+# isort: split
 from typing import TYPE_CHECKING, Any
 
 from .appliance import NET, STORE, Appliance, Context, DataSpec, discover, load

@@ -32,7 +32,7 @@ from .kv import DirectoryData
 from .lifecycle import Lifecycle
 from .log import LogSink, capture_stdlib_logging
 from .logoptions import LogFiles, parse_log_files, parse_log_levels
-from .metrics import Registry, add_process_metrics, serve_metrics
+from .metrics import Registry, add_process_metrics
 from .offline import run_offline, split_command
 from .options import Options, parse_options
 from .targets.base import Devices
@@ -248,6 +248,8 @@ async def serve_appliance(
             ]
             metrics_at = options.get("metrics_listen") if "metrics_listen" in options.declared else None
             if metrics_at is not None and devices.service_net is not None:
+                from .metrics_http import serve_metrics  # h11 and http only when it is on
+
                 listener = await devices.service_net.listen_tcp(metrics_at)
                 log.info("metrics", listen=str(listener.address))
                 helpers.append(group.create_task(serve_metrics(listener, registry)))

@@ -1,14 +1,15 @@
 """Images: size and boot time of the frozen appliance vs the same appliance on
 the full interpreter and standard library, side by side in one run.
 
-    python3 -m bench.image.run [--boots 3] [--appliances dns,web] [--accel tcg]
+    python3 -m bench.image.run [--boots 3] [--appliances dns,web] [--accel tcg] [--no-record]
 
 Per appliance, two qemu images from the same build code:
 
 * ``narrow``: what ``python -m runtime build`` makes (traced modules only);
 * ``full``: the same plus every standard-library module (``test`` and the
-  GUI/IDE packages aside), every stdlib extension module and the libraries
-  they link, as an image with "the whole Python" would be.
+  GUI/IDE packages aside, and the real module wherever the manifest has a
+  stand-in), every stdlib extension module and the libraries they link, as
+  an image with "the whole Python" would be.
 
 Reported: initramfs size uncompressed, zstd (what ships) and gzip, file
 count, kernel modules loaded, and over ``--boots`` round-robin boots (the
@@ -17,7 +18,8 @@ time from QEMU's start to the first answer from the host, the guest's uptime
 at ``ready`` and its breakdown from the init's console lines (kernel until
 the init's exec, interpreter start and the runtime's imports, the VM setup,
 the appliance's imports and start), and the guest's RSS at ready.  Medians;
-no thresholds.  A dated section is appended to bench/RESULTS.md.
+no thresholds.  A dated section is appended to bench/RESULTS.md
+(``--no-record``: print only).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from runtime.appliance import load  # noqa: E402
 from runtime.build import build  # noqa: E402
 from runtime.build.build import INITRD, KERNEL, MEMORY_MB, baked_data_dirs, kernel_cmdline  # noqa: E402
 from runtime.build.compress import compress  # noqa: E402
-from runtime.build.freeze import freeze, select, trace_imports  # noqa: E402
+from runtime.build.freeze import freeze, select, trace  # noqa: E402
 from runtime.build.kernel import fetch_kernel, module_order, target_modules  # noqa: E402
 from runtime.build.manifest import load_manifest  # noqa: E402
 from runtime.build.qemu import BOOT_FILE, GUEST_NET, BootSpec, Guest  # noqa: E402
@@ -97,9 +99,9 @@ def build_full(name: str, out: Path) -> Tree:
     appliance = load(name)
     manifest = load_manifest(appliance.package)
     data_dirs = baked_data_dirs(appliance, ())
-    modules = select(trace_imports(appliance, data_dirs, manifest.options), manifest)
-    for module, origin in stdlib_modules().items():
-        modules.setdefault(module, origin)
+    traced = trace(appliance, data_dirs, manifest.options)
+    modules = select(traced.modules, manifest)
+    modules.update(stdlib_modules())  # as they are: the real ssl, not a stand-in
     compilable: dict[str, str | None] = {}
     for module, origin in modules.items():
         try:
@@ -107,7 +109,7 @@ def build_full(name: str, out: Path) -> Tree:
         except (SyntaxError, ValueError, UnicodeDecodeError):  # stdlib test data and py2-only files
             continue
         compilable[module] = origin
-    frozen = freeze(compilable)
+    frozen = freeze(compilable, traced.generated)  # the same precompiled start-up work
     kernel = fetch_kernel()
     assert kernel.modules is not None
     kos = module_order(kernel.modules, target_modules("qemu", disk=False))
@@ -184,6 +186,7 @@ def main() -> None:
     parser.add_argument("--boots", type=int, default=3)
     parser.add_argument("--appliances", default="dns,web")
     parser.add_argument("--accel", choices=("tcg", "kvm"), default="tcg")
+    parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
     args = parser.parse_args()
     variants: list[Variant] = []
     with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp:
@@ -252,13 +255,17 @@ def report(variants: list[Variant], args: argparse.Namespace) -> None:
             "",
             *rows,
             "",
-            "Breakdown columns add up to the uptime at ready: kernel = guest uptime when the init "
-            "process started; interpreter + runtime imports = from exec to the init's first step; "
-            "appliance imports + start = from the VM setup's end to `ready`.",
+            "Breakdown columns add up to the uptime at ready: kernel = guest uptime when the kernel "
+            "exec'd the init (its `Run /usr/bin/python3 as init process` record: the initramfs "
+            "unpacking is the kernel's); interpreter + runtime imports = from that exec to the init's "
+            "first step (after mounting /proc); appliance imports + start = from the VM setup's end "
+            "to `ready`.",
             "",
         ]
     )
     print(section)
+    if args.no_record:
+        return
     with RESULTS.open("a") as f:
         f.write("\n" + section)
 

@@ -1,10 +1,9 @@
-"""``build --report``: every file in the image and every module in the frozen
-archive with its size, largest first, with totals per kind."""
+"""``build --report``: every file in the image with its size (a frozen
+module by its dotted name), largest first, with totals per kind."""
 
 from __future__ import annotations
 
-import io
-import zipfile
+import re
 from collections import defaultdict
 
 from .tree import Tree
@@ -12,22 +11,15 @@ from .tree import Tree
 __all__ = ["size_report"]
 
 
-def size_report(tree: Tree, archive_path: str, compressed: dict[str, int] | None = None) -> str:
+def size_report(tree: Tree, compressed: dict[str, int] | None = None) -> str:
     rows: list[tuple[int, str, str]] = []
     totals: dict[str, int] = defaultdict(int)
     counts: dict[str, int] = defaultdict(int)
     for entry in tree.files():
         role = entry.role or "file"
-        rows.append((len(entry.data), f"/{entry.path}", role))
+        rows.append((len(entry.data), _label(entry.path, role), role))
         totals[role] += len(entry.data)
         counts[role] += 1
-        if entry.path == archive_path:
-            with zipfile.ZipFile(io.BytesIO(entry.data)) as archive:
-                for info in archive.infolist():
-                    module = info.filename.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".")
-                    rows.append((info.file_size, f"  {module}", "module"))
-                    totals["module (in archive)"] += info.file_size
-                    counts["module (in archive)"] += 1
     rows.sort(key=lambda row: (-row[0], row[1]))
     lines = [f"{'bytes':>10}  {'kind':<14} path"]
     lines += [f"{size:>10,}  {role:<14} {path}" for size, path, role in rows]
@@ -40,3 +32,11 @@ def size_report(tree: Tree, archive_path: str, compressed: dict[str, int] | None
     for name, size in sorted((compressed or {}).items()):
         lines.append(f"{size:>12,}  {name}")
     return "\n".join(lines) + "\n"
+
+
+def _label(path: str, role: str) -> str:
+    """``/path``, or a module's dotted name (``usr/lib/python3.X/a/b.pyc`` is ``a.b``)."""
+    if role == "module":
+        module = re.sub(r"^usr/lib/python\d+\.\d+/", "", path).removesuffix(".pyc").removesuffix("/__init__")
+        return module.replace("/", ".")
+    return f"/{path}"

@@ -1,8 +1,8 @@
-"""Extension modules beside the frozen archive.
+"""Extension modules beside the frozen modules.
 
-Pure-Python modules are compiled into one zip read by ``zipimport`` (frozen
-into the interpreter, so it works before anything else is importable).  A
-shared object cannot be loaded from a zip (``dlopen`` needs a file), so every
+Pure-Python modules are compiled to ``.pyc`` files, laid out as the standard
+library's directory in an image and zipped in a bundle.  A shared object
+cannot be loaded from a zip (``dlopen`` needs a file), so every
 extension module sits in one directory named by its full dotted name
 (``uvloop.loop.cpython-311-x86_64-linux-gnu.so``), and this finder, put first
 on ``sys.meta_path`` by the init, maps names to those files.  Top-level and

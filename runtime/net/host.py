@@ -51,8 +51,13 @@ class HostNet(EndpointOwner):
 
     def _socket(self, address: Address, kind: socket.SocketKind) -> socket.socket:
         what = "listen on" if kind == socket.SOCK_STREAM else "bind UDP"
+        # An ASCII host goes as bytes: given a str, getaddrinfo runs it through
+        # the "idna" codec first, which costs encodings.idna, stringprep and
+        # unicodedata (1.1 MB in an image) even for "0.0.0.0", and is the
+        # identity for ASCII names (its label-length check aside).
+        host: str | bytes = address.host.encode() if address.host.isascii() else address.host
         try:
-            infos = socket.getaddrinfo(address.host, address.port, type=kind, flags=socket.AI_PASSIVE)
+            infos = socket.getaddrinfo(host, address.port, type=kind, flags=socket.AI_PASSIVE)
         except OSError as exc:
             raise DeviceError(f"cannot {what} {address}: {exc.strerror or exc}") from None
         family, socktype, proto, _, sockaddr = infos[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,10 @@ def data_dirs(appliance: Appliance, options: Options) -> tuple[dict[str, str], l
         if spec.option and options.get(spec.option):
             chosen[spec.name] = options.get(spec.option)
         elif spec.name not in chosen and spec.default:
+            # Imported here: importlib.resources brings tempfile, shutil and zlib,
+            # and an image never gets here (the build bakes every default).
+            import importlib.resources
+
             embedded = importlib.resources.files(appliance.package).joinpath(spec.default)
             chosen[spec.name] = str(embedded)
         if spec.name not in chosen:

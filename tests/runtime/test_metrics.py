@@ -19,17 +19,8 @@ import pytest
 from runtime.devices import Address
 from runtime.lifecycle import Lifecycle
 from runtime.log import MemoryLogSink
-from runtime.metrics import (
-    CONTENT_TYPE,
-    DEFAULT_BUCKETS,
-    MAX_DISCARDED_BODY,
-    MAX_REQUEST_HEAD,
-    Registry,
-    _serve_connection,
-    add_process_metrics,
-    format_value,
-    serve_metrics,
-)
+from runtime.metrics import CONTENT_TYPE, DEFAULT_BUCKETS, Registry, add_process_metrics, format_value
+from runtime.metrics_http import MAX_DISCARDED_BODY, MAX_REQUEST_HEAD, _serve_connection, serve_metrics
 from runtime.net.host import HostNet
 from runtime.testing.conformance.metrics import MetricsConformance, parse_exposition
 
@@ -95,9 +86,7 @@ def test_escaping_exact() -> None:
     reg = Registry()
     reg.gauge("g", 'Help with \\ and\nnewline and "quotes".', labels=("v",)).labels('a\\b"c\nd').set(1)
     assert reg.render() == (
-        '# HELP g Help with \\\\ and\\nnewline and "quotes".\n'
-        "# TYPE g gauge\n"
-        'g{v="a\\\\b\\"c\\nd"} 1\n'
+        '# HELP g Help with \\\\ and\\nnewline and "quotes".\n# TYPE g gauge\ng{v="a\\\\b\\"c\\nd"} 1\n'
     )
 
 
@@ -201,8 +190,11 @@ def test_series_bound_folds_new_label_sets_into_overflow() -> None:
 def test_clash_messages_name_both_shapes() -> None:
     reg = Registry()
     reg.counter("c_total", "C.", labels=("a",))
-    with pytest.raises(ValueError, match=r"c_total is already registered as a counter with labels \('a',\); "
-                                         r"cannot register it again as a gauge with labels \('a',\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"c_total is already registered as a counter with labels \('a',\); "
+        r"cannot register it again as a gauge with labels \('a',\)",
+    ):
         reg.gauge("c_total", "C.", labels=("a",))
 
 
