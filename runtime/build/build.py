@@ -1,7 +1,7 @@
 """``python -m runtime build`` and ``python -m runtime boot``.
 
     python -m runtime build dns [--data zones=DIR] [--target qemu|xen|oci|bundle] -o OUT
-        [--disk SIZE] [--kernel FILE] [--compression zstd|gzip|none] [--report]
+        [--option NAME=VALUE] [--disk SIZE] [--kernel FILE] [--compression zstd|gzip|none] [--report]
     python -m runtime boot OUT [--forward udp:5353:53 ...] [--accel auto|kvm|tcg] [--cmdline WORDS]
 
 Outputs in OUT, by target:
@@ -29,20 +29,31 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..appliance import Appliance, load
 from ..image import INIT_ARGS, PYTHON
-from ..options import SIZE
+from ..options import ADDRESS, FILE, SIZE
 from .compress import COMPRESSIONS, compress, default_compression
-from .freeze import BuildError, freeze, select, trace_imports
+from .freeze import BuildError, freeze, select, trace
 from .kernel import Kernel, fetch_kernel, module_order, target_modules
 from .manifest import load_manifest
 from .qemu import BOOT_FILE, GUEST_NET, MACHINES, BootSpec, Guest, detect_accel, parse_forward, qemu_command
 from .report import size_report
-from .rootfs import ARCHIVE, build_tree
+from .rootfs import FILE_ROOT, build_tree
 from .tree import Tree
 
-__all__ = ["BuildResult", "baked_data_dirs", "boot_main", "build", "build_main", "kernel_cmdline"]
+__all__ = [
+    "BakedOptions",
+    "BuildResult",
+    "baked_data_dirs",
+    "baked_options",
+    "boot_main",
+    "build",
+    "build_main",
+    "kernel_cmdline",
+    "trace_options",
+]
 
 TARGETS = ("qemu", "xen", "oci", "bundle")
 INITRD = "initramfs.img"
@@ -50,6 +61,10 @@ KERNEL = "vmlinuz"
 DISK = "disk.img"
 #: the guest's memory: the unpacked initramfs (~25 MB) lives in RAM, plus the interpreter
 MEMORY_MB = 256
+#: options the build itself sets in an image (``--data`` names the data)
+_BUILD_SET = ("config", "state_dir", "data", "version")
+#: what the tracing pass binds instead of an address baked into the image
+_TRACE_ADDRESS = "127.0.0.1:0"
 
 
 @dataclass
@@ -68,9 +83,13 @@ def kernel_cmdline(console: str, *, network: str = "") -> str:
     ``rdinit`` runs the interpreter itself as PID 1 (no shell, no /init
     script); ``panic=-1`` turns a dead init into a reboot, which the VM
     configuration turns into the end of the guest; ``quiet`` keeps the slow
-    emulated serial port for what matters.
+    emulated serial port for what matters.  ``cryptomgr.notests`` skips the
+    self-tests the kernel runs on each crypto algorithm it registers (meant
+    for FIPS mode), about a fifth of its boot under QEMU's TCG (0.2-0.4 s);
+    the algorithms still work (module signatures, ext4's crc32c), and the
+    appliance's own TLS and hashing are the interpreter's business.
     """
-    words = [f"console={console}", "quiet", "panic=-1", f"rdinit={PYTHON}"]
+    words = [f"console={console}", "quiet", "cryptomgr.notests=1", "panic=-1", f"rdinit={PYTHON}"]
     if network:
         words.append(network)
     return " ".join([*words, "--", *INIT_ARGS])
@@ -93,6 +112,78 @@ def baked_data_dirs(appliance: Appliance, given: Sequence[str]) -> dict[str, str
         if spec.name not in chosen and spec.default:
             chosen[spec.name] = str(importlib.resources.files(appliance.package).joinpath(spec.default))
     return chosen
+
+
+@dataclass(frozen=True)
+class BakedOptions:
+    """Option values given with ``build --option NAME=VALUE`` (as text: the
+    image's option parser converts them, as it does the manifest's)."""
+
+    #: for the image's config; a FILE option's value is its path in the image
+    image: dict[str, Any] = field(default_factory=dict)
+    #: image path -> host file, for the files of FILE options
+    files: dict[str, str] = field(default_factory=dict)
+    #: for the tracing pass on the host: the host's files
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+def baked_options(appliance: Appliance, given: Sequence[str]) -> BakedOptions:
+    """``NAME=VALUE`` entries checked against the appliance's options (a
+    repeatable one may be given several times); a FILE option's file is
+    baked at ``FILE_ROOT/NAME/<its name>``."""
+    declared = {option.name: option for option in appliance.all_options()}
+    texts: dict[str, list[str]] = {}
+    for entry in given:
+        key, eq, value = entry.partition("=")
+        name = key.removeprefix("--").replace("-", "_")
+        option = declared.get(name)
+        if name in _BUILD_SET:
+            raise BuildError(f"--option {name}: the build sets it (data: --data NAME=DIR; the store: --disk)")
+        if not eq or option is None:
+            raise BuildError(
+                f"--option: expected NAME=VALUE with NAME an option of {appliance.name} "
+                f"(see python -m runtime describe {appliance.name}), got {entry!r}"
+            )
+        if name in texts and not option.repeat:
+            raise BuildError(f"--option {name}: given twice (it is not repeatable)")
+        texts.setdefault(name, []).append(value)
+    baked = BakedOptions()
+    for name, values in texts.items():
+        option = declared[name]
+        try:
+            converted = [option.kind.convert(value) for value in values]
+            option.validate(converted if option.repeat else converted[0])
+        except ValueError as exc:
+            raise BuildError(f"--option {name}: bad value {', '.join(values)!r}: {exc}") from None
+        image, host = list(values), list(values)
+        if option.kind is FILE:
+            for index, value in enumerate(values):
+                if not os.path.isfile(value):
+                    raise BuildError(f"--option {name}: {value} is not a readable file")
+                host[index] = os.path.abspath(value)
+                image[index] = f"{FILE_ROOT}/{name}/{os.path.basename(host[index])}"
+                if image[index] in baked.files:
+                    raise BuildError(f"--option {name}: two files named {os.path.basename(value)!r}")
+                baked.files[image[index]] = host[index]
+        baked.image[name] = image if option.repeat else image[0]
+        baked.trace[name] = host if option.repeat else host[0]
+    return baked
+
+
+def trace_options(appliance: Appliance, values: dict[str, Any]) -> dict[str, Any]:
+    """The image's option values as the tracing pass on the host takes them:
+    every address on loopback port 0; and the console switched on when its
+    keys are baked (its listen address may come at boot, on the kernel
+    command line), so that what it imports is in the image."""
+    traced = dict(values)
+    declared = {option.name: option for option in appliance.all_options()}
+    for name, value in values.items():
+        option = declared.get(name)
+        if option is not None and option.kind is ADDRESS and value:
+            traced[name] = [_TRACE_ADDRESS] if option.repeat else _TRACE_ADDRESS
+    if traced.get("console_keys") and not traced.get("console_listen"):
+        traced["console_listen"] = _TRACE_ADDRESS
+    return traced
 
 
 def _load(name: str) -> Appliance:
@@ -129,6 +220,7 @@ def build(
     *,
     target: str = "qemu",
     data: Sequence[str] = (),
+    options: Sequence[str] = (),
     disk_size: int | None = None,
     kernel_file: str | None = None,
     compression: str | None = None,
@@ -136,11 +228,15 @@ def build(
 ) -> BuildResult:
     if target not in TARGETS:
         raise BuildError(f"--target: expected one of {', '.join(TARGETS)}, got {target!r}")
+    if options and target == "bundle":
+        raise BuildError("--option: the bundle takes its options when it runs (python3 NAME.pyz --flag)")
     appliance = _load(name)
     manifest = load_manifest(appliance.package)
     data_dirs = baked_data_dirs(appliance, data)
-    traced = trace_imports(appliance, data_dirs, manifest.options)
-    frozen = freeze(select(traced, manifest))
+    baked = baked_options(appliance, options)
+    image_options = {**manifest.options, **baked.image}
+    traced = trace(appliance, data_dirs, trace_options(appliance, {**manifest.options, **baked.trace}))
+    frozen = freeze(select(traced.modules, manifest), traced.generated)
     out.mkdir(parents=True, exist_ok=True)
     result = BuildResult(appliance.name, target, modules=len(frozen.modules))
 
@@ -167,7 +263,14 @@ def build(
     if disk_size is not None and vm:
         disk_device = "/dev/xvda" if target == "xen" else "/dev/vda"
     tree = build_tree(
-        appliance, frozen, data_dirs, manifest.options, kernel_modules=modules, disk=disk_device, vm=vm
+        appliance,
+        frozen,
+        data_dirs,
+        image_options,
+        kernel_modules=modules,
+        disk=disk_device,
+        vm=vm,
+        files=baked.files,
     )
     result.tree = tree
     compressed: dict[str, int] = {}
@@ -222,7 +325,7 @@ def build(
         tree.write_dir(rootfs)
         result.outputs += [path, rootfs]
     if report:
-        result.report = size_report(tree, ARCHIVE, compressed)
+        result.report = size_report(tree, compressed)
     return result
 
 
@@ -233,6 +336,13 @@ def build_main(argv: Sequence[str]) -> int:
     parser.add_argument("--target", choices=TARGETS, default="qemu")
     parser.add_argument(
         "--data", action="append", default=[], metavar="NAME=DIR", help="bake DIR as data NAME"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="bake an option value into the image (repeatable); a FILE option's file is baked with it",
     )
     parser.add_argument("--disk", metavar="SIZE", help="a data disk of SIZE (e.g. 64M) for the store")
     parser.add_argument(
@@ -250,6 +360,7 @@ def build_main(argv: Sequence[str]) -> int:
             Path(args.output),
             target=args.target,
             data=args.data,
+            options=args.option,
             disk_size=disk_size,
             kernel_file=args.kernel,
             compression=args.compression,

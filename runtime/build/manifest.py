@@ -8,6 +8,16 @@ spirit of MicroPython's ``manifest.py``::
     [modules]
     include = ["encodings.idna"]          # exact names, or "package.*"
     exclude = ["unittest.*"]
+    stand_in = ["ssl"]                    # runtime/build/standins/ssl.py instead of ssl
+
+``exclude`` is applied to the tracing pass too: an excluded module cannot be
+imported there, as in the image, so the trace follows the fallbacks the image
+will take (``hashlib`` without ``_hashlib`` imports ``_sha256`` and friends).
+A ``stand_in`` is for a module the appliance imports (or its libraries do) but
+never uses: a small module from ``runtime/build/standins/`` takes its name in
+the tracing pass and in the image, defines what importers read at import time
+and raises a clear error on use (the ``ssl`` one keeps ``_ssl``, libssl and,
+with ``_hashlib`` excluded, libcrypto out of an image that speaks no TLS).
 
     [image]
     listen = ["0.0.0.0:53"]               # option values baked into the image
@@ -30,6 +40,8 @@ MANIFEST = "manifest.toml"
 class Manifest:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: top-level modules replaced by the stand-in of that name (``runtime/build/standins/``)
+    stand_in: tuple[str, ...] = ()
     #: option values for the image's baked config file (TOML keys are option names)
     options: dict[str, Any] = field(default_factory=dict)
     forward: tuple[str, ...] = ()
@@ -61,6 +73,7 @@ def load_manifest(package: str) -> Manifest:
     return Manifest(
         include=tuple(modules.get("include", ())),
         exclude=tuple(modules.get("exclude", ())),
+        stand_in=tuple(modules.get("stand_in", ())),
         options=image,
         forward=forward,
     )

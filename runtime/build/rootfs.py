@@ -4,12 +4,14 @@ baked data, init configuration and (for VMs) kernel modules.
 Layout (the init's paths are in ``runtime.image``)::
 
     usr/bin/python3                 the interpreter, stripped
-    usr/lib/python3XY.zip           every module, as .pyc (found by getpath as the stdlib zip)
+    usr/lib/python3.X/              every module, as a sourceless .pyc (getpath's stdlib directory)
     usr/lib/python3.X/lib-dynload/  top-level extension modules, stripped
     usr/lib/ext/<dotted name>.so    extension modules inside packages (uvloop.loop), stripped
     lib/x86_64-linux-gnu/...        the shared libraries they link, lib64/ld-linux-x86-64.so.2
+    usr/lib/generated-code.marshal  generated methods and regexes, precompiled (runtime.image.codegen)
     lib/modules/<name>.ko           kernel modules (VM targets)
     data/<device>/...               the data devices' files
+    etc/files/<option>/<name>       files of FILE options baked with ``build --option NAME=FILE``
     etc/appliance.json, .toml       what to run, and the baked option values
     dev/console, dev/null           for the kernel to open the init's stdio (VM targets)
 """
@@ -18,21 +20,42 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..appliance import Appliance
-from ..image import CONFIG_TOML, DATA_ROOT, EXT_DIR, IMAGE_CONFIG, MODULE_DIR, PYTHON, STATE_DIR
+from ..image import (
+    CONFIG_TOML,
+    DATA_ROOT,
+    EXT_DIR,
+    GENERATED_CODE,
+    IMAGE_CONFIG,
+    MODULE_DIR,
+    PYTHON,
+    STATE_DIR,
+)
 from .elf import needed_libraries, strip
-from .freeze import Frozen, toml_text
+from .freeze import Frozen, compile_module, toml_text
 from .tree import Tree
 
-__all__ = ["ARCHIVE", "NOBODY", "add_data", "build_tree", "image_config", "interpreter"]
+__all__ = ["FILE_ROOT", "NOBODY", "STDLIB", "add_data", "build_tree", "image_config", "interpreter"]
 
-ARCHIVE = f"usr/lib/python{sys.version_info.major}{sys.version_info.minor}.zip"
+#: The standard library's directory, on sys.path: the frozen modules go here as
+#: sourceless ``.pyc`` files.  Not one zip for zipimport, which unmarshals every
+#: module twice (once for its file name when finding it, ``spec_from_loader`` ->
+#: ``get_filename``, once to run it): about a seventh of the interpreter's
+#: start-up work in a DNS image.
+STDLIB = f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}"
 #: the platform-dependent directory getpath puts on sys.path: top-level extension modules
-DYNLOAD = f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}/lib-dynload"
+DYNLOAD = f"{STDLIB}/lib-dynload"
+#: getpath finds the standard library by this file (``os.py`` or ``os.pyc``);
+#: ``os`` itself is frozen into the interpreter, so the build adds it for that.
+LANDMARK = "os"
+#: where a FILE option's baked file goes: ``FILE_ROOT/<option>/<file name>`` (the name kept:
+#: some options read meaning into it, as ``--zone example.org.zone`` does)
+FILE_ROOT = "/etc/files"
 #: the user a container runs as (nobody), owner of the store directory there
 NOBODY = 65534
 
@@ -101,12 +124,20 @@ def build_tree(
     kernel_modules: Sequence[tuple[str, Path]] = (),
     disk: str | None = None,
     vm: bool = True,
+    files: Mapping[str, str] | None = None,
 ) -> Tree:
+    """``files``: image path -> host file, for the files of baked FILE options."""
     tree = Tree()
     python = interpreter()
     tree.file(PYTHON, _stripped(python), 0o755, role="interpreter")
     tree.dir(DYNLOAD)
-    tree.file(ARCHIVE, frozen.archive(), role="archive")
+    modules = dict(frozen.modules)
+    if f"{LANDMARK}.pyc" not in modules:
+        modules.update([compile_module(LANDMARK, os.path.join(sysconfig.get_path("stdlib"), "os.py"))])
+    for module_path, pyc in sorted(modules.items()):
+        tree.file(f"{STDLIB}/{module_path}", pyc, role="module")
+    if frozen.generated:
+        tree.file(GENERATED_CODE, frozen.generated, role="generated code")
     for name, origin in sorted(frozen.extensions.items()):
         suffix = next(s for s in sorted(_suffixes(), key=len, reverse=True) if origin.endswith(s))
         # Top-level extensions go where the interpreter looks by default (the
@@ -118,6 +149,8 @@ def build_tree(
         role = "loader" if "ld-linux" in image_path else "library"
         tree.file(image_path, _stripped(host), 0o755, role=role)
     add_data(tree, data_dirs)
+    for image_path, host in sorted((files or {}).items()):
+        tree.file(image_path.lstrip("/"), Path(host).read_bytes(), role="data")
     for name, path in kernel_modules:
         tree.file(f"{MODULE_DIR}/{name}.ko", path.read_bytes(), role="kernel module")
     config_json, config_toml = image_config(

@@ -14,6 +14,7 @@ __all__ = [
     "CONFIG_TOML",
     "DATA_ROOT",
     "EXT_DIR",
+    "GENERATED_CODE",
     "IMAGE_CONFIG",
     "INIT_ARGS",
     "MODULE_DIR",
@@ -21,8 +22,9 @@ __all__ = [
     "STATE_DIR",
 ]
 
-#: the interpreter.  Under /usr, not /: getpath finds the stdlib zip by
-#: searching up from the executable's directory and never looks at / itself.
+#: the interpreter.  Under /usr, not /: getpath finds the standard library (by
+#: its landmark, ``lib/python3.X/os.pyc``) by searching up from the executable's
+#: directory and never looks at / itself.
 PYTHON = "/usr/bin/python3"
 
 #: the build's record of what to run (JSON: appliance module, kernel modules, disk)
@@ -34,8 +36,11 @@ CONFIG_TOML = "/etc/appliance.toml"
 DATA_ROOT = "/data"
 #: where the store lives: the data disk's mount point when there is one
 STATE_DIR = "/var/lib/appliance"
-#: extension modules (``<dotted name><EXT_SUFFIX>``): they cannot load from a zip
+#: extension modules inside packages (``<dotted name><EXT_SUFFIX>``), found by name
 EXT_DIR = "/usr/lib/ext"
+#: the code of the methods dataclasses and namedtuples generate, compiled by the
+#: build (marshal: ``{(mode, source): code}``; see ``runtime.image.codegen``)
+GENERATED_CODE = "/usr/lib/generated-code.marshal"
 #: kernel modules, flat, loaded in the order IMAGE_CONFIG lists
 MODULE_DIR = "/lib/modules"
 #: the interpreter's arguments: isolated (no PYTHON* from the kernel's

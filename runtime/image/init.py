@@ -5,8 +5,8 @@
 In a VM (PID 1 with no /proc yet) it mounts proc/sys/devtmpfs/tmp, loads the
 kernel modules the build listed (in dependency order), mounts the data disk
 at the store's directory, brings up loopback and the interface from the
-kernel command line (``ipv4=10.0.2.15/24 gateway=10.0.2.2``), waits for the
-random pool, routes Ctrl-Alt-Del, the ACPI power button and Xen's shutdown
+kernel command line (``ipv4=10.0.2.15/24 gateway=10.0.2.2``, or ``ipv4=dhcp``),
+waits for the random pool, routes Ctrl-Alt-Del, the ACPI power button and Xen's shutdown
 request to SIGTERM, runs the appliance with the kernel command line as an
 option source, and powers off with the status on the console, whatever
 happened.  In a container (or under ``build``'s tracing pass) only the last
@@ -58,11 +58,9 @@ def is_vm() -> bool:
 
 
 def _uptime() -> float:
-    try:
-        with open("/proc/uptime") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    """Seconds since boot: /proc/uptime's clock (and, near enough, the kernel
+    log's), read to the nanosecond rather than /proc/uptime's hundredth."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def _rss_kib() -> int:
@@ -75,7 +73,8 @@ def _rss_kib() -> int:
 
 
 def _process_start() -> float:
-    """Seconds after boot at which this process started (its exec)."""
+    """Seconds after boot at which this process was forked (for PID 1, the
+    kernel thread that later exec's the init: a fallback only)."""
     with open("/proc/self/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
@@ -118,10 +117,11 @@ def _prepare_vm(config: dict[str, Any]) -> str:
 
     vm.mount_basics()
     at_main = _uptime()
-    started = _process_start()
+    exec_at = vm.init_exec_uptime()
+    started = exec_at if exec_at is not None else _process_start()
     with open("/proc/cmdline") as f:
         keys, appliance_words = vm.parse_cmdline(f.read())
-    loaded = vm.load_modules(MODULE_DIR, config.get("kernel_modules", []), _say)
+    loaded = vm.load_modules(MODULE_DIR, vm.for_this_machine(config.get("kernel_modules", [])), _say)
     disk = config.get("disk")
     if disk:
         deadline = time.monotonic() + DISK_WAIT
@@ -129,7 +129,7 @@ def _prepare_vm(config: dict[str, Any]) -> str:
             time.sleep(0.01)
         # nosuid/nodev/noexec: the disk holds the store, never anything to run
         vm.mount(disk, STATE_DIR, "ext4", 0x2 | 0x4 | 0x8)
-    vm.configure_network(vm.NetConfig.from_keys(keys))
+    vm.configure_network(vm.NetConfig.from_keys(keys), _say)
     waited = vm.wait_for_entropy(_say)
     vm.disable_ctrl_alt_del()
     vm.watch_power_button(lambda: os.kill(1, signal.SIGTERM))

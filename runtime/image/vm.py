@@ -1,6 +1,6 @@
 """What PID 1 does in a VM that an ordinary process never has to: mount the
-kernel's file systems, load kernel modules, bring up the network, wait for the
-random pool, watch the power button, power off.
+kernel's file systems, load kernel modules, bring up the network (static, or
+by DHCP: ``dhcp``), wait for the random pool, watch the power button, power off.
 
 Everything goes through ``ctypes`` to libc (``mount(2)``, ``reboot(2)``,
 ``finit_module(2)``) or ``ioctl(2)`` on a socket: the image holds no
@@ -22,10 +22,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from . import dhcp
+
 __all__ = [
     "NetConfig",
+    "configure_interface",
     "configure_network",
     "disable_ctrl_alt_del",
+    "for_this_machine",
+    "init_exec_uptime",
     "load_modules",
     "mount",
     "mount_basics",
@@ -47,6 +52,7 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _SIOCSIFADDR = 0x8916
 _SIOCSIFNETMASK = 0x891C
+_SIOCGIFHWADDR = 0x8927
 _SIOCADDRT = 0x890B
 _IFF_UP = 0x1
 _RTF_UP = 0x1
@@ -57,6 +63,12 @@ _KEY_POWER = 116
 _INPUT_EVENT = struct.Struct("llHHi")
 # MS_NOSUID | MS_NODEV | MS_NOEXEC: nothing in these file systems is ours to run
 _MS_SAFE = 0x2 | 0x4 | 0x8
+#: what the C library reads for its DNS servers (at most 3: glibc's MAXNS)
+RESOLV_CONF = "/etc/resolv.conf"
+_MAX_NAMESERVERS = 3
+#: how long the boot waits for a first DHCP lease (4 DISCOVERs at RFC 2131's
+#: 4, 8, 16 s spacing); then it goes on, and the lease keeper goes on asking
+DHCP_TIMEOUT = 30.0
 
 
 def _check(result: int, what: str) -> None:
@@ -82,6 +94,32 @@ def mount_basics() -> None:
     mount("tmpfs", "/tmp", "tmpfs", _MS_SAFE, "mode=1777,size=16m")
 
 
+def init_exec_uptime(kmsg: str = "/dev/kmsg") -> float | None:
+    """Seconds after boot at which the kernel exec'd the init, from its
+    ``Run /usr/bin/python3 as init process`` record in the kernel log (logged
+    whatever ``quiet`` says).  ``/proc/self/stat``'s start time will not do:
+    PID 1 is forked as a kernel thread early in boot and only exec's the init
+    after the initcalls and the initramfs unpacking, so its start time hides
+    most of the kernel's part in the interpreter's."""
+    try:
+        fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)  # one record per read: "prio,seq,usec,flags;text\n"
+            except BlockingIOError:
+                return None  # the end of the log: no such record (or it was overwritten)
+            except BrokenPipeError:
+                continue  # records overwritten under us: the read goes on from the oldest left
+            header, _, text = record.partition(b";")
+            if text.startswith(b"Run ") and b" as init process" in text:
+                return int(header.split(b",")[2]) / 1e6
+    finally:
+        os.close(fd)
+
+
 def parse_cmdline(text: str) -> tuple[dict[str, str], str]:
     """The init's own ``key=value`` words, and the words meant for the appliance.
 
@@ -96,6 +134,18 @@ def parse_cmdline(text: str) -> tuple[dict[str, str], str]:
         if eq:
             keys[key] = value
     return keys, before.strip()
+
+
+def for_this_machine(names: Sequence[str], pci_devices: str = "/sys/bus/pci/devices") -> list[str]:
+    """``names`` without the virtio PCI transport when the machine has no PCI
+    device: one image boots on QEMU's ``pc`` (virtio over PCI) and ``microvm``
+    (virtio over MMIO, no PCI bus), and on the latter loading the three PCI
+    modules only costs time (a fifth of the VM setup under TCG)."""
+    try:
+        has_pci = bool(os.listdir(pci_devices))
+    except FileNotFoundError:
+        has_pci = False
+    return [name for name in names if has_pci or not name.startswith("virtio_pci")]
 
 
 def load_modules(directory: str, names: Sequence[str], log: Callable[[str], None]) -> list[str]:
@@ -123,18 +173,24 @@ class NetConfig:
     interface: str
     address: ipaddress.IPv4Interface | None
     gateway: ipaddress.IPv4Address | None
+    nameservers: tuple[ipaddress.IPv4Address, ...] = ()
+    #: ``ipv4=dhcp``: the address, gateway and name servers come from a DHCP lease
+    dhcp: bool = False
 
     @classmethod
     def from_keys(cls, keys: Mapping[str, str]) -> NetConfig:
-        """``ipv4=10.0.2.15/24 gateway=10.0.2.2 iface=eth0`` (Mirage's boot keys).
-
-        DHCP is not done: every target the build writes for (QEMU user
-        networking, an ``xl`` vif) knows the address to give, and a DHCP client
-        would be the largest piece of the init for no such case.
-        """
-        address = ipaddress.IPv4Interface(keys["ipv4"]) if keys.get("ipv4") else None
+        """``ipv4=10.0.2.15/24 gateway=10.0.2.2 nameserver=10.0.2.3 iface=eth0``
+        (Mirage's boot keys; ``nameserver`` as dracut's, comma-separated), or
+        ``ipv4=dhcp``; with DHCP, ``gateway`` and ``nameserver`` given still win
+        over the lease's."""
+        ipv4 = keys.get("ipv4", "")
+        dhcp_wanted = ipv4 == "dhcp"
+        address = ipaddress.IPv4Interface(ipv4) if ipv4 and not dhcp_wanted else None
         gateway = ipaddress.IPv4Address(keys["gateway"]) if keys.get("gateway") else None
-        return cls(keys.get("iface", "eth0"), address, gateway)
+        nameservers = tuple(
+            ipaddress.IPv4Address(part) for part in keys.get("nameserver", "").split(",") if part
+        )
+        return cls(keys.get("iface", "eth0"), address, gateway, nameservers, dhcp_wanted)
 
 
 def _ifreq_addr(name: str, address: ipaddress.IPv4Address) -> bytes:
@@ -173,12 +229,24 @@ def _sockaddr(address: ipaddress.IPv4Address) -> ctypes.Array[ctypes.c_ubyte]:
     return (ctypes.c_ubyte * 16).from_buffer_copy(packed)
 
 
-def configure_network(config: NetConfig) -> None:
-    """Loopback up; then the interface's address, netmask, up, default route."""
+def configure_network(config: NetConfig, log: Callable[[str], None]) -> None:
+    """Loopback up; then the interface: as given, or from a DHCP lease."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         _set_up(sock, "lo")
-        if config.address is None:
-            return
+    if config.dhcp:
+        start_dhcp(config, log)
+    else:
+        configure_interface(config)
+
+
+def configure_interface(config: NetConfig) -> None:
+    """The interface's address, netmask, up, default route; the name servers."""
+    if config.nameservers:
+        with open(RESOLV_CONF, "w") as f:
+            f.writelines(f"nameserver {server}\n" for server in config.nameservers[:_MAX_NAMESERVERS])
+    if config.address is None:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         name = config.interface
         fcntl.ioctl(sock, _SIOCSIFADDR, _ifreq_addr(name, config.address.ip))
         fcntl.ioctl(sock, _SIOCSIFNETMASK, _ifreq_addr(name, config.address.network.netmask))
@@ -191,6 +259,44 @@ def configure_network(config: NetConfig) -> None:
             route.rt_gateway = _sockaddr(config.gateway)
             route.rt_flags = _RTF_UP | _RTF_GATEWAY
             fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
+
+
+def _hardware_address(sock: socket.socket, name: str) -> bytes:
+    # struct ifreq: the name, then a struct sockaddr whose sa_data holds the MAC
+    reply = fcntl.ioctl(sock, _SIOCGIFHWADDR, struct.pack("16s16s8x", name.encode(), b""))
+    return reply[18:24]
+
+
+def start_dhcp(config: NetConfig, log: Callable[[str], None], timeout: float = DHCP_TIMEOUT) -> bool:
+    """Bring the interface up, wait (at most ``timeout``) for a first lease and
+    configure it as a static address would be; a daemon thread then keeps the
+    lease (renews it, or asks again).  False if no lease came in time."""
+    name = config.interface
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _set_up(sock, name)
+        mac = _hardware_address(sock, name)
+
+    def apply(lease: dhcp.Lease) -> None:
+        given = NetConfig(
+            name, lease.address, config.gateway or lease.router, config.nameservers or lease.dns
+        )
+        try:
+            configure_interface(given)
+        except OSError as exc:
+            log(f"init: dhcp: cannot configure {name} with {lease.address}: {exc}")
+
+    def clear() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock, _SIOCSIFADDR, _ifreq_addr(name, ipaddress.IPv4Address(0)))
+
+    keeper = dhcp.Keeper(
+        dhcp.UdpLink(name), dhcp.Client(mac, dhcp.xid_source), name, apply=apply, clear=clear, log=log
+    )
+    got = keeper.acquire(timeout)
+    if not got:
+        log(f"init: dhcp: no lease for {name} within {timeout:.0f}s; still asking")
+    keeper.start()
+    return got
 
 
 def wait_for_entropy(log: Callable[[str], None], warn_after: float = 5.0) -> float:

@@ -47,6 +47,12 @@ def test_build_refuses_unknown_data_names(tmp_path: Path) -> None:
     assert result.stderr.startswith("build: --data") and len(result.stderr.splitlines()) == 1
 
 
+def test_build_refuses_bad_option_values(tmp_path: Path) -> None:
+    result = runtime_cli("build", "dns", "--option", "max-connections=0", "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == "build: --option max_connections: bad value '0': expected at least 1\n"
+
+
 @needs_qemu
 def test_boot_command_forwards_ports_and_ctrl_c_powers_off(tmp_path: Path) -> None:
     out = tmp_path / "image"

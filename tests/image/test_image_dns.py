@@ -1,15 +1,15 @@
 """The DNS appliance frozen into images: the bundle on the host, the qemu
 image booted under TCG and asked over UDP and TCP through forwarded ports,
-stopped with the power button; what the image holds; reproducibility."""
+stopped with the power button; the network from QEMU's DHCP server; what the
+image holds; reproducibility."""
 
 from __future__ import annotations
 
-import io
+import marshal
 import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import dns.message
@@ -22,6 +22,7 @@ from appliances.dns import APPLIANCE
 from runtime.build import build
 from runtime.build.freeze import ALWAYS, trace_imports
 from runtime.build.manifest import load_manifest, matches
+from runtime.image import GENERATED_CODE
 
 pytestmark = [pytest.mark.slow, needs_qemu]
 
@@ -98,15 +99,21 @@ def test_bundle_serves_on_the_host(tmp_path: Path) -> None:
     assert status == 0
 
 
+#: the standard library's directory in the image: every frozen module, as a .pyc
+STDLIB = f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def test_image_holds_only_bytecode_of_the_traced_modules(dns_image: Path) -> None:
     files = unpack_initramfs(dns_image / "initramfs.img")
     assert not [name for name in files if name.endswith(".py")]
-    archives = [name for name in files if re.fullmatch(r"usr/lib/python3\d+\.zip", name)]
-    assert len(archives) == 1
-    with zipfile.ZipFile(io.BytesIO(files[archives[0]][1])) as archive:
-        members = archive.namelist()
-    assert members and all(m.endswith(".pyc") for m in members)
-    names = {m.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".") for m in members}
+    members = [
+        name[len(STDLIB) + 1 :]
+        for name in files
+        if name.startswith(f"{STDLIB}/") and not name.startswith(f"{STDLIB}/lib-dynload")
+    ]
+    modules = [m for m in members if files[f"{STDLIB}/{m}"][0] & 0o170000 == 0o100000]
+    assert modules and all(m.endswith(".pyc") for m in modules)
+    names = {m.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".") for m in modules}
     manifest = load_manifest(APPLIANCE.package)
     data = {"zones": str(Path(sys.modules["appliances.dns"].__file__ or "").parent / "data")}
     traced = set(trace_imports(APPLIANCE, data, manifest.options))
@@ -121,6 +128,19 @@ def test_image_holds_only_bytecode_of_the_traced_modules(dns_image: Path) -> Non
     assert "usr/bin/python3" in files
     assert not [n for n in files if n.startswith(("root/", "home/", "usr/local/", "work/"))]
     assert "cryptography" not in names  # only the web appliance makes certificates
+
+
+def test_image_speaks_no_tls_and_carries_no_openssl(dns_image: Path) -> None:
+    """The manifest's ssl stand-in and its _hashlib exclusion keep _ssl,
+    libssl and libcrypto out; hashlib uses the interpreter's own modules."""
+    files = unpack_initramfs(dns_image / "initramfs.img")
+    openssl = [n for n in files if re.search(r"/(libssl|libcrypto)\.so|/_(ssl|hashlib)\.", n)]
+    assert openssl == []
+    assert [n for n in files if re.search(r"/_sha256\.cpython", n)]
+    stand_in = marshal.loads(files[f"{STDLIB}/ssl.pyc"][1][16:])
+    assert "STAND_IN" in stand_in.co_names
+    # the start-up's generated methods and regexes, precompiled, and what reads them
+    assert files[GENERATED_CODE.lstrip("/")][1] and f"{STDLIB}/runtime/image/codegen.pyc" in files
 
 
 def _parent_of(name: str, modules: set[str]) -> bool:
@@ -158,3 +178,21 @@ def test_bad_kernel_command_line_value_powers_off_with_status(dns_image: Path, t
     assert len(lines) == 1 and lines[0].startswith("dns: "), console
     assert "Traceback" not in console
     assert "init: dns exited with status 2; powering off" in console
+
+
+def test_boot_with_dhcp_answers_on_the_leased_address(dns_image: Path, tmp_path: Path) -> None:
+    """``ipv4=dhcp`` (after the image's static words: the last one counts):
+    QEMU's user network leases 10.0.2.15, where its port forward delivers."""
+    port = free_port()
+    with booted(dns_image, tmp_path, [f"udp:{port}:53"], cmdline_extra="ipv4=dhcp") as guest:
+        reply = ask(port)
+        assert reply.rcode() == dns.rcode.NOERROR and "192.0.2.80" in reply.to_text()
+        guest.power_button()
+        assert guest.wait(BOOT_TIMEOUT) == 0
+        console = guest.console()
+    # the lease as the init took it for QEMU's NIC (its default MAC): address, router, name
+    # server (written to /etc/resolv.conf)
+    leased = "10.0.2.15/24 router=10.0.2.2 dns=10.0.2.3 lease=86400s server=10.0.2.2"
+    assert f"init: dhcp eth0 52:54:00:12:34:56 {leased}" in console
+    assert "init: dhcp eth0:" not in console and "init: dhcp: " not in console  # no failure lines
+    assert "init: dns exited with status 0; powering off" in console

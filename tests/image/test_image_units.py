@@ -1,14 +1,19 @@
 """Fast checks of the image pieces that need no VM: the init's command-line
-split, its ready watch, the reproducible archive writers, the manifest."""
+split, its ready watch, the reproducible archive writers, the manifest, the
+option values a build bakes."""
 
 from __future__ import annotations
 
 import io
 import ipaddress
+from pathlib import Path
 
 import pytest
 from test_image_dns import read_cpio
 
+from appliances.dns import APPLIANCE as DNS
+from runtime.build.build import baked_options, trace_options
+from runtime.build.freeze import BuildError
 from runtime.build.manifest import matches
 from runtime.build.tree import Tree
 from runtime.build.xen import xl_config
@@ -71,3 +76,43 @@ def test_manifest_patterns() -> None:
 def test_xl_config_refuses_what_xl_cannot_parse() -> None:
     with pytest.raises(ValueError):
         xl_config("dns", kernel="/k", ramdisk="/r", cmdline='say "hi"')
+
+
+def test_build_options_are_checked_and_file_options_bake_their_file(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first, second = tmp_path / "one" / "a.test.zone", tmp_path / "two" / "b.test.zone"
+    for path in (first, second):
+        path.write_text("")
+    keys = tmp_path / "authorized_keys"
+    keys.write_text("")
+    given = [f"zone={first}", f"zone={second}", f"--console-keys={keys}", "max-connections=5"]
+    baked = baked_options(DNS, given)
+    assert baked.image == {
+        "zone": ["/etc/files/zone/a.test.zone", "/etc/files/zone/b.test.zone"],
+        "console_keys": "/etc/files/console_keys/authorized_keys",
+        "max_connections": "5",
+    }
+    assert baked.files == {
+        "/etc/files/zone/a.test.zone": str(first),
+        "/etc/files/zone/b.test.zone": str(second),
+        "/etc/files/console_keys/authorized_keys": str(keys),
+    }
+    # the tracing pass reads the host's files, binds loopback, and has the console on
+    traced = trace_options(DNS, {"listen": ["0.0.0.0:53"], **baked.trace})
+    assert traced["zone"] == [str(first), str(second)] and traced["console_keys"] == str(keys)
+    assert traced["listen"] == ["127.0.0.1:0"] and traced["console_listen"] == "127.0.0.1:0"
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "a.test.zone").write_text("")
+    for bad in (
+        "nope=1",  # no such option
+        "state_dir=/srv",  # the build's own
+        "idle-timeout=0s",  # below the minimum
+        "listen=0.0.0.0",  # not an address with a port
+        "max-connections=5",  # given twice, not repeatable
+        f"zone={tmp_path / 'missing.zone'}",
+        f"zone={tmp_path / 'three' / 'a.test.zone'}",  # the same name in the image
+    ):
+        with pytest.raises(BuildError, match=r"^--option") as raised:
+            baked_options(DNS, [*given, bad])
+        assert "\n" not in str(raised.value)
