@@ -1,9 +1,10 @@
 """Images: size and boot time of the frozen appliance vs the same appliance on
 the full interpreter and standard library, side by side in one run.
 
-    python3 -m bench.image.run [--boots 3] [--appliances dns,web] [--accel tcg] [--no-record]
+    python3 -m bench.image.run [--boots 3] [--appliances dns,web,xmpp] [--accel tcg] [--no-record]
 
-Per appliance, two qemu images from the same build code:
+Per appliance (the first answer: a DNS query, an HTTP GET, XMPP stream
+features), two qemu images from the same build code:
 
 * ``narrow``: what ``python -m runtime build`` makes (traced modules only);
 * ``full``: the same plus every standard-library module (``test`` and the
@@ -30,6 +31,7 @@ import http.client
 import importlib.util
 import platform
 import shlex
+import socket
 import statistics
 import sys
 import sysconfig
@@ -60,7 +62,11 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 #: stdlib packages an appliance image would never carry even when "full"
 LEFT_OUT = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils", "pydoc_data")
 BOOT_TIMEOUT = 300.0
-GUEST_PORT = {"dns": 53, "web": 80}
+GUEST_PORT = {"dns": 53, "web": 80, "xmpp": 5222}
+XMPP_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+)
 
 
 @dataclass
@@ -128,6 +134,17 @@ def answer(appliance: str, port: int) -> bool:
             query = dns.message.make_query("www.example.test", "A")
             dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2)
             return True
+        if appliance == "xmpp":
+            # the stream features offering STARTTLS: the server answers
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(XMPP_HEADER)
+                got = b""
+                while b"</stream:features>" not in got:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    got += chunk
+                return b"urn:ietf:params:xml:ns:xmpp-tls" in got
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
         try:
             connection.request("GET", "/")
@@ -140,7 +157,7 @@ def answer(appliance: str, port: int) -> bool:
 
 def boot_once(variant: Variant, workdir: Path, port: int, accel: str) -> dict[str, float]:
     forwards = [f"{kind}:{port}:{GUEST_PORT[variant.appliance]}" for kind in ("udp", "tcp")]
-    if variant.appliance == "web":
+    if variant.appliance in ("web", "xmpp"):
         forwards = forwards[1:]
     guest = Guest(BootSpec.load(variant.directory), workdir, forwards=forwards, accel=accel)
     guest.start()
@@ -172,8 +189,6 @@ def boot_once(variant: Variant, workdir: Path, port: int, accel: str) -> dict[st
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -184,7 +199,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--boots", type=int, default=3)
-    parser.add_argument("--appliances", default="dns,web")
+    parser.add_argument("--appliances", default="dns,web,xmpp")
     parser.add_argument("--accel", choices=("tcg", "kvm"), default="tcg")
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
     args = parser.parse_args()
