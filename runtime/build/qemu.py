@@ -115,6 +115,10 @@ def host_tsc_khz() -> int | None:
     return None
 
 
+#: bare kernel command-line words the kernel consumes itself (others reach the init)
+KERNEL_FLAGS = frozenset({"quiet", "debug"})
+
+
 def qemu_command(
     spec: BootSpec,
     *,
@@ -134,6 +138,12 @@ def qemu_command(
         raise BuildError(f"--machine: expected one of {', '.join(MACHINES)}, got {machine!r}")
     netdev = ",".join(["user,id=n0", *(parse_forward(f) for f in forwards)])
     cpu = "host" if accel == "kvm" else "qemu64,+rdrand"  # RDRAND seeds the guest's CRNG at boot
+    for word in cmdline_extra.split():
+        if "=" not in word and word not in KERNEL_FLAGS:
+            raise BuildError(
+                f"--cmdline: {word!r} has no '=': the kernel hands words it does not know to the init"
+                " as arguments, where they would stop the interpreter; give option=value words"
+            )
     words = [cmdline_extra] if cmdline_extra else []
     bus = "pci"
     machine_arg = "pc"

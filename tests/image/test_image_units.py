@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_image_dns import read_cpio
@@ -15,6 +16,7 @@ from appliances.dns import APPLIANCE as DNS
 from runtime.build.build import baked_options, trace_options
 from runtime.build.freeze import BuildError
 from runtime.build.manifest import matches
+from runtime.build.qemu import BootSpec, qemu_command
 from runtime.build.tree import Tree
 from runtime.build.xen import xl_config
 from runtime.image.init import ReadyWatch
@@ -116,3 +118,18 @@ def test_build_options_are_checked_and_file_options_bake_their_file(tmp_path: Pa
         with pytest.raises(BuildError, match=r"^--option") as raised:
             baked_options(DNS, [*given, bad])
         assert "\n" not in str(raised.value)
+
+
+def test_bare_cmdline_words_are_refused_before_they_reach_the_init(tmp_path: Path) -> None:
+    """The kernel passes words it does not know, without '=', to the init as
+    arguments: the interpreter would take the first for a script and stop."""
+    spec = BootSpec(
+        tmp_path, "vmlinuz", "initramfs.img", "console=ttyS0 quiet -- -I -S -m runtime.image.init"
+    )
+    kwargs: dict[str, Any] = {"forwards": [], "accel": "tcg", "serial": "stdio", "machine": "pc"}
+    with pytest.raises(BuildError) as refused:
+        qemu_command(spec, cmdline_extra="listen=0.0.0.0:53 nokaslr", **kwargs)
+    assert "'nokaslr' has no '='" in str(refused.value)
+    command = qemu_command(spec, cmdline_extra="listen=0.0.0.0:53 quiet", **kwargs)
+    appended = command[command.index("-append") + 1]
+    assert appended.endswith("listen=0.0.0.0:53 quiet -- -I -S -m runtime.image.init")
