@@ -10,6 +10,7 @@ from pathlib import Path
 from xmpp_helpers import WAIT, Client, RawClient, add_user, start_xmpp
 
 from runtime import Address
+from runtime.testing.harness import RunningAppliance
 
 SM = "urn:xmpp:sm:3"
 
@@ -32,6 +33,21 @@ async def resume(address: Address, user: str, password: str, previd: str, h: int
     assert f"<sm xmlns='{SM}'/>".encode() in features
     await raw.send(f"<resume xmlns='{SM}' previd='{previd}' h='{h}'/>")
     return raw, await raw.expect_any(b"</failed>", b"/>")
+
+
+async def alice_and_bob(app: RunningAppliance) -> tuple[Client, RawClient, str]:
+    """bob (slixmpp) online; alice on a raw stream with resumable stream
+    management, available (her presence echoed: stanza 1, with an ack request)
+    and directed to bob, so that bob is told when her session ends (§4.6)."""
+    await add_user(app, "alice@localhost", "a")
+    await add_user(app, "bob@localhost", "b")
+    bob = Client("bob@localhost/desk", "b")
+    assert await bob.login(app.address())
+    raw, previd = await sm_login(app.address(), "alice", "a", "phone")
+    await raw.send("<presence/><presence to='bob@localhost/desk'/>")
+    await raw.expect(f"<r xmlns='{SM}'/>".encode())
+    await bob.presence_from("alice@localhost")
+    return bob, raw, previd
 
 
 async def test_acks_count_stanzas_both_ways(tmp_path: Path) -> None:
@@ -70,16 +86,7 @@ async def test_enable_before_bind_is_refused(tmp_path: Path) -> None:
 
 async def test_resumption_sends_again_what_was_not_acknowledged(tmp_path: Path) -> None:
     async with start_xmpp(tmp_path) as app:
-        await add_user(app, "alice@localhost", "a")
-        await add_user(app, "bob@localhost", "b")
-        bob = Client("bob@localhost/desk", "b")
-        assert await bob.login(app.address())
-        raw, previd = await sm_login(app.address(), "alice", "a", "phone")
-        # available, echoed to us (stanza 1, with an ack request); directed to bob
-        # so that bob is told when the session ends (RFC 6121 §4.6)
-        await raw.send("<presence/><presence to='bob@localhost/desk'/>")
-        await raw.expect(f"<r xmlns='{SM}'/>".encode())
-        await bob.presence_from("alice@localhost")
+        bob, raw, previd = await alice_and_bob(app)
         bob.send_message(mto="alice@localhost/phone", mbody="one", mtype="chat")
         await raw.expect(b"one</body></message>")  # stanza 2, then the connection breaks
         raw.writer.transport.abort()
@@ -107,14 +114,7 @@ async def test_resumption_sends_again_what_was_not_acknowledged(tmp_path: Path) 
 
 async def test_unacknowledged_messages_go_offline_when_the_session_ends(tmp_path: Path) -> None:
     async with start_xmpp(tmp_path, ["--resume-timeout", "0.3s"]) as app:
-        await add_user(app, "alice@localhost", "a")
-        await add_user(app, "bob@localhost", "b")
-        bob = Client("bob@localhost/desk", "b")
-        assert await bob.login(app.address())
-        raw, previd = await sm_login(app.address(), "alice", "a", "phone")
-        await raw.send("<presence/><presence to='bob@localhost/desk'/>")
-        await raw.expect(f"<r xmlns='{SM}'/>".encode())
-        await bob.presence_from("alice@localhost")
+        bob, raw, previd = await alice_and_bob(app)
         bob.send_message(mto="alice@localhost/phone", mbody="lost in transit", mtype="chat")
         await raw.expect(b"lost in transit</body></message>")
         raw.writer.transport.abort()
@@ -135,14 +135,7 @@ async def test_unacknowledged_messages_go_offline_when_the_session_ends(tmp_path
 
 async def test_a_clean_close_ends_the_session_at_once(tmp_path: Path) -> None:
     async with start_xmpp(tmp_path) as app:
-        await add_user(app, "alice@localhost", "a")
-        await add_user(app, "bob@localhost", "b")
-        bob = Client("bob@localhost/desk", "b")
-        assert await bob.login(app.address())
-        raw, previd = await sm_login(app.address(), "alice", "a", "phone")
-        await raw.send("<presence/><presence to='bob@localhost/desk'/>")
-        await raw.expect(f"<r xmlns='{SM}'/>".encode())
-        await bob.presence_from("alice@localhost")
+        bob, raw, previd = await alice_and_bob(app)
         bob.send_message(mto="alice@localhost", mbody="unread", mtype="chat")
         await raw.expect(b"unread</body></message>")
         await raw.send("</stream:stream>")
