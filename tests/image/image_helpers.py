@@ -13,7 +13,7 @@ import pytest
 
 from runtime.build.qemu import BootSpec, Guest
 
-__all__ = ["BOOT_TIMEOUT", "booted", "free_port", "needs_qemu"]
+__all__ = ["BOOT_TIMEOUT", "booted", "free_port", "line_exchange", "needs_qemu"]
 
 #: a TCG boot takes seconds here; shared CI machines vary 2-3x, and more under load
 BOOT_TIMEOUT = 180.0
@@ -66,3 +66,16 @@ def booted(
     finally:
         guest.kill()
         print(guest.console())
+
+
+def line_exchange(port: int, line: str, timeout: float = 30.0) -> str:
+    """One line to a guest's line service through a forwarded port, one line back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(line.encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode().strip()

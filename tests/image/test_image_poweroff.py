@@ -11,11 +11,10 @@ watch that calls ``orderly_poweroff``.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
-from image_helpers import BOOT_TIMEOUT, booted, free_port, needs_qemu
+from image_helpers import BOOT_TIMEOUT, booted, free_port, line_exchange, needs_qemu
 
 from runtime.build import build
 from runtime.image.init import XEN_POWEROFF_CMD
@@ -23,24 +22,12 @@ from runtime.image.init import XEN_POWEROFF_CMD
 pytestmark = [pytest.mark.slow, needs_qemu]
 
 
-def ask_poweroff(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"poweroff\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode().strip()
-
-
 def test_the_kernels_poweroff_command_stops_the_appliance_gracefully(tmp_path: Path) -> None:
     image = tmp_path / "image"
     build("poweroff_app", image, target="qemu")
     port = free_port()
     with booted(image, tmp_path / "boot", [f"tcp:{port}:7001"], "listen=0.0.0.0:7001") as guest:
-        assert ask_poweroff(port) == f"ran {XEN_POWEROFF_CMD}"
+        assert line_exchange(port, "poweroff") == f"ran {XEN_POWEROFF_CMD}"
         assert guest.wait(BOOT_TIMEOUT) == 0
         console = guest.console()
     assert "poweroff: stopping signal=SIGTERM" in console
