@@ -10,9 +10,13 @@ build live here, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import os
+import signal
+
 __all__ = [
     "CONFIG_TOML",
     "DATA_ROOT",
+    "EARLY_STOP",
     "EXT_DIR",
     "GENERATED_CODE",
     "IMAGE_CONFIG",
@@ -46,3 +50,20 @@ MODULE_DIR = "/lib/modules"
 #: the interpreter's arguments: isolated (no PYTHON* from the kernel's
 #: environment, no user site), no site module (nothing to find), the init module
 INIT_ARGS = ("-I", "-S", "-m", "runtime.image.init")
+
+#: SIGTERM/SIGINT that reached PID 1 before the runtime had its handlers; the
+#: init acts on them at ``ready``
+EARLY_STOP: list[int] = []
+
+
+def _remember_stop(signum: int, frame: object) -> None:
+    EARLY_STOP.append(signum)
+
+
+if os.getpid() == 1:
+    # PID 1 (an image's init, in a VM or a container) gets no default action
+    # for a signal: without a handler, a stop asked for during start-up (the
+    # power button, ``docker stop``) would be lost.  The first runtime import
+    # comes here (runtime/__init__ imports codegen first), as early as can be.
+    signal.signal(signal.SIGTERM, _remember_stop)
+    signal.signal(signal.SIGINT, _remember_stop)

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO, cast
 
-from . import CONFIG_TOML, EXT_DIR, IMAGE_CONFIG, MODULE_DIR, PYTHON, STATE_DIR
+from . import CONFIG_TOML, EARLY_STOP, EXT_DIR, IMAGE_CONFIG, MODULE_DIR, PYTHON, STATE_DIR
 from .importer import install
 
 __all__ = ["ReadyWatch", "is_vm", "main", "run_image"]
@@ -166,6 +166,10 @@ def run_image(config: dict[str, Any], *, vm: bool, trace: str | None = None) -> 
             _say(f"init: ready uptime={_uptime():.3f}s rss={_rss_kib()}KiB")
         if trace is not None:
             os.kill(os.getpid(), signal.SIGTERM)  # the tracing pass stops once serving
+        elif EARLY_STOP:
+            # a stop asked for during start-up, now that the runtime handles it
+            _say(f"init: {signal.Signals(EARLY_STOP[0]).name} came during start-up; stopping now")
+            os.kill(os.getpid(), EARLY_STOP[0])
 
     # In a container, arguments after the image name are flags (the highest source).
     argv = ["--config", config.get("config", CONFIG_TOML), *([] if vm else sys.argv[1:])]
