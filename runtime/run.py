@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from .ambient import SystemClock, SystemRandom
 from .appliance import Appliance, Context
@@ -245,6 +245,7 @@ async def serve_appliance(
             helpers = [
                 group.create_task(_reloader(ctx, reloads, log)),
                 group.create_task(_backstop(lifecycle, main_task, options.get("drain_timeout"), log)),
+                group.create_task(give_back_memory()),
             ]
             metrics_at = options.get("metrics_listen") if "metrics_listen" in options.declared else None
             if metrics_at is not None and devices.service_net is not None:
@@ -286,6 +287,34 @@ async def serve_appliance(
     if status == EXIT_OK:
         log.info("stopped")
     return status
+
+
+#: how often freed heap memory is handed back to the system
+TRIM_INTERVAL = 5.0
+
+
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where there is none (musl, macOS)."""
+    try:
+        import ctypes
+
+        return cast(Callable[[int], int], ctypes.CDLL(None).malloc_trim)
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+async def give_back_memory(interval: float = TRIM_INTERVAL) -> None:
+    """Every ``interval``, hand the pages of freed heap memory back to the
+    system (in a thread: it walks the heap).  A burst (many connections at
+    once, a big reload) otherwise leaves memory the allocator keeps: measured
+    with 50 XMPP connections, 54 KiB each before a trim, 40 after."""
+    await asyncio.sleep(interval)  # not during start-up
+    trim = malloc_trim()
+    if trim is None:
+        return
+    while True:
+        await asyncio.to_thread(trim, 0)
+        await asyncio.sleep(interval)
 
 
 async def _open_console(

@@ -151,7 +151,7 @@ async def measure(args: argparse.Namespace, salted: SaltedPasswords) -> Measurem
     )
     for connection in warm.connections:
         await connection.aclose(timeout=5.0)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(max(args.settle, 0.5))  # the idle server quiet as long as the bound one
     rss_idle = rss_bytes(pid)
     computed = salted.computed
     cpu_before = cpu_seconds(pid)

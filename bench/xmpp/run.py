@@ -24,9 +24,9 @@ logins per server CPU-second, and the generator's own CPU while logging in:
 its TLS handshakes cost about what the servers' do, so above 0.9 of its core
 logins/s tell the generator's limit and logins per server CPU-second the
 servers'); RSS per connection, ``(RSS with N bound connections - RSS of the
-idle server) / N``, read after the connections have been quiet for
-``--settle`` seconds (10: most IM connections are quiet most of the time, and
-Lua's collector tidies up then); then the connections chat in pairs,
+idle server) / N``, each read after ``--settle`` quiet seconds (10: most IM
+connections are quiet most of the time; Lua's collector and our runtime's
+return of freed heap pages, every 5 s, tidy up then); then the connections chat in pairs,
 ``--window`` messages in flight each way, for 1 s of warm-up and ``--seconds``
 measured: messages/s, messages per server CPU-second (utime+stime of the
 server's process tree from /proc around the window), p50/p99 delivery latency,
