@@ -282,6 +282,7 @@ class C2SStream:
         """The upgrade is done: the peer restarts the stream (RFC 6120 §5.4.3.3)."""
         self.state = State.SECURE
         self.cb_data = cb_data
+        self.parser.close()
         self.parser = XMLStreamParser(max_stanza=self.settings.max_stanza)
         self.header_sent = False
 
@@ -519,6 +520,7 @@ class C2SStream:
         actions.append(Send(f"<success xmlns='{NS_SASL}'>{body}</success>".encode()))
         # §6.4.6: the client restarts the stream; a new parser for the new stream
         rest = self.parser.pending()
+        self.parser.close()
         self.parser = XMLStreamParser(max_stanza=self.settings.max_stanza)
         self.header_sent = False
         if rest:

@@ -439,6 +439,7 @@ class XMPPService:
             await self._component_loop(conn, core)
         finally:
             conn.close()
+            core.parser.close()
             if attached and self.im.components.get(attached) is conn:
                 del self.im.components[attached]
                 self.components.dec()
@@ -490,6 +491,8 @@ class XMPPService:
             await self._read_loop(conn, stream, direct_tls)
         finally:
             conn.close()
+            if conn.core is not None:
+                conn.core.parser.close()
             session = conn.session
             try:
                 if session is not None and session.sink is conn:

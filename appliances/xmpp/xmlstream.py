@@ -208,6 +208,7 @@ class XMLStreamParser:
         #: stream offset = expat's byte index + this (non-zero after a resume)
         self._shift = 0
         self._replaying = False
+        self._released = False
 
     def _new_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", namespace_separator=_SEP)
@@ -243,13 +244,29 @@ class XMLStreamParser:
             or self._closed
             or self._failed is not None
             or self._stack
-            or self._buf
         ):
             return False
+        if self._buf:
+            if self._buf.strip(b" \t\r\n"):
+                return False  # an element (or bad bytes) under way
+            # Whitespace between stanzas (keepalives): expat reports it only when
+            # the next tag comes; it means nothing, so it is consumed here.
+            self._base += len(self._buf)
+            self._safe = self._base
+            self._buf.clear()
         self._parser = None
         return True
 
+    def close(self) -> None:
+        """This stream is over (a restart or the end of the connection): let
+        go of expat now.  Its handlers point back at this object, so without
+        this the pair would wait for the cycle collector."""
+        self._parser = None
+        self._released = True
+
     def _resume(self) -> None:
+        if self._released:
+            raise RuntimeError("this XML stream parser is closed")
         parser = self._new_expat()
         self._replaying = True
         try:

@@ -192,3 +192,15 @@ def test_compact_then_errors_and_limits_still_apply() -> None:
     with pytest.raises(StreamError) as oversize:
         parser.feed(b"<message><body>" + b"x" * 20000)
     assert oversize.value.condition == "policy-violation"
+
+
+def test_compact_consumes_keepalive_whitespace() -> None:
+    """Whitespace after a stanza (expat reports it only at the next tag) does
+    not keep the parser: it is consumed by ``compact``, and offsets stay right."""
+    parser = XMLStreamParser()
+    parser.feed(HEADER + b"<presence/>\n  ")
+    assert parser.compact()
+    events = parser.feed(b" <message to='a@b'><body>x</body></message>")
+    (stanza,) = events
+    assert isinstance(stanza, Stanza) and stanza.raw == b"<message to='a@b'><body>x</body></message>"
+    assert parser.compact()
