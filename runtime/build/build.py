@@ -123,6 +123,8 @@ class BakedOptions:
     image: dict[str, Any] = field(default_factory=dict)
     #: image path -> host file, for the files of FILE options
     files: dict[str, str] = field(default_factory=dict)
+    #: the image paths of those files whose option is secret (a key)
+    secret: set[str] = field(default_factory=set)
     #: for the tracing pass on the host: the host's files
     trace: dict[str, Any] = field(default_factory=dict)
 
@@ -165,6 +167,8 @@ def baked_options(appliance: Appliance, given: Sequence[str]) -> BakedOptions:
                 if image[index] in baked.files:
                     raise BuildError(f"--option {name}: two files named {os.path.basename(value)!r}")
                 baked.files[image[index]] = host[index]
+                if option.secret:
+                    baked.secret.add(image[index])
         baked.image[name] = image if option.repeat else image[0]
         baked.trace[name] = host if option.repeat else host[0]
     return baked
@@ -271,6 +275,7 @@ def build(
         disk=disk_device,
         vm=vm,
         files=baked.files,
+        secret_files=baked.secret,
     )
     result.tree = tree
     compressed: dict[str, int] = {}

@@ -22,7 +22,7 @@ import os
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..appliance import Appliance
@@ -40,7 +40,16 @@ from .elf import needed_libraries, strip
 from .freeze import Frozen, compile_module, toml_text
 from .tree import Tree
 
-__all__ = ["FILE_ROOT", "NOBODY", "STDLIB", "add_data", "build_tree", "image_config", "interpreter"]
+__all__ = [
+    "FILE_ROOT",
+    "NOBODY",
+    "STDLIB",
+    "add_data",
+    "add_option_files",
+    "build_tree",
+    "image_config",
+    "interpreter",
+]
 
 #: The standard library's directory, on sys.path: the frozen modules go here as
 #: sourceless ``.pyc`` files.  Not one zip for zipimport, which unmarshals every
@@ -115,6 +124,18 @@ def image_config(
     return (json.dumps(config, indent=1, sort_keys=True) + "\n").encode(), toml_text(values).encode()
 
 
+def add_option_files(tree: Tree, files: Mapping[str, str], secret_files: Collection[str] = ()) -> None:
+    """The files of baked FILE options (image path -> host file); a secret
+    option's (a key) is readable by the appliance's user only: mode 0400,
+    owned by NOBODY, whom a container runs as (root in a VM reads it anyway)."""
+    for image_path, host in sorted(files.items()):
+        data = Path(host).read_bytes()
+        if image_path in secret_files:
+            tree.file(image_path.lstrip("/"), data, 0o400, role="data", uid=NOBODY)
+        else:
+            tree.file(image_path.lstrip("/"), data, role="data")
+
+
 def build_tree(
     appliance: Appliance,
     frozen: Frozen,
@@ -125,8 +146,10 @@ def build_tree(
     disk: str | None = None,
     vm: bool = True,
     files: Mapping[str, str] | None = None,
+    secret_files: Collection[str] = (),
 ) -> Tree:
-    """``files``: image path -> host file, for the files of baked FILE options."""
+    """``files``: image path -> host file, for the files of baked FILE options
+    (``secret_files``: see ``add_option_files``)."""
     tree = Tree()
     python = interpreter()
     tree.file(PYTHON, _stripped(python), 0o755, role="interpreter")
@@ -149,8 +172,7 @@ def build_tree(
         role = "loader" if "ld-linux" in image_path else "library"
         tree.file(image_path, _stripped(host), 0o755, role=role)
     add_data(tree, data_dirs)
-    for image_path, host in sorted((files or {}).items()):
-        tree.file(image_path.lstrip("/"), Path(host).read_bytes(), role="data")
+    add_option_files(tree, files or {}, secret_files)
     for name, path in kernel_modules:
         tree.file(f"{MODULE_DIR}/{name}.ko", path.read_bytes(), role="kernel module")
     config_json, config_toml = image_config(

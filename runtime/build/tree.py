@@ -59,8 +59,8 @@ class Tree:
             path, entry.kind, entry.mode, entry.data, entry.target, entry.device, entry.role, entry.uid
         )
 
-    def file(self, path: str, data: bytes, mode: int = 0o644, role: str = "") -> None:
-        self.add(Entry(path, FILE, mode, data, role=role))
+    def file(self, path: str, data: bytes, mode: int = 0o644, role: str = "", uid: int = 0) -> None:
+        self.add(Entry(path, FILE, mode, data, role=role, uid=uid))
 
     def dir(self, path: str, mode: int = 0o755, uid: int = 0) -> None:
         """A directory (``uid`` and gid alike: the owner of a writable one)."""

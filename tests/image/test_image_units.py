@@ -17,6 +17,7 @@ from runtime.build.build import baked_options, trace_options
 from runtime.build.freeze import BuildError
 from runtime.build.manifest import matches
 from runtime.build.qemu import BootSpec, qemu_command
+from runtime.build.rootfs import NOBODY, add_option_files
 from runtime.build.tree import Tree
 from runtime.build.xen import xl_config
 from runtime.image.init import ReadyWatch
@@ -133,3 +134,20 @@ def test_bare_cmdline_words_are_refused_before_they_reach_the_init(tmp_path: Pat
     command = qemu_command(spec, cmdline_extra="listen=0.0.0.0:53 quiet", **kwargs)
     appended = command[command.index("-append") + 1]
     assert appended.endswith("listen=0.0.0.0:53 quiet -- -I -S -m runtime.image.init")
+
+
+def test_files_of_secret_options_are_readable_by_the_appliance_only(tmp_path: Path) -> None:
+    """A baked key is mode 0400, owned by the user a container runs as (root
+    in a VM reads it anyway); other baked files stay world-readable."""
+    from appliances.xmpp import APPLIANCE as XMPP
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    baked = baked_options(XMPP, [f"tls-cert={cert}", f"tls-key={key}"])
+    assert baked.secret == {"/etc/files/tls_key/key.pem"}
+    tree = Tree()
+    add_option_files(tree, baked.files, baked.secret)
+    entries = {entry.path: (entry.mode, entry.uid, entry.data) for entry in tree.files()}
+    assert entries["etc/files/tls_key/key.pem"] == (0o400, NOBODY, b"key")
+    assert entries["etc/files/tls_cert/cert.pem"] == (0o644, 0, b"cert")
