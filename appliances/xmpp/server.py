@@ -491,14 +491,20 @@ class XMPPService:
             await self._read_loop(conn, stream, direct_tls)
         finally:
             conn.close()
+            abrupt = conn.ended_abruptly()
             if conn.core is not None:
                 conn.core.parser.close()
             session = conn.session
+            # The core's callbacks and the session point back at the
+            # connection: without these cycles it is freed at once, not when
+            # the cycle collector comes.
+            conn.core = None
+            conn.session = None
             try:
                 if session is not None and session.sink is conn:
                     sm = session.sm
                     resumable = sm is not None and sm.resumable and not self.ctx.stopping
-                    if sm is not None and resumable and conn.ended_abruptly():
+                    if sm is not None and resumable and abrupt:
                         session.sink = Hibernating(self, session, sm.timeout)
                         self.hibernating.inc()
                     else:
@@ -549,7 +555,7 @@ class XMPPService:
         self.ctx.log.debug("resumed", jid=str(session.jid), resent=len(again))
         return session.jid, reply
 
-    def _bind(self, conn: Connection, bare: JID, resource: str, core: C2SStream) -> JID | None:
+    def _bind(self, conn: Connection, bare: JID, resource: str) -> JID | None:
         resources = self.im.sessions.get(str(bare), {})
         if len(resources) >= self.ctx.options.max_resources and resource not in resources:
             return None
@@ -559,7 +565,10 @@ class XMPPService:
         self.logins.inc()
         tls = conn.stream.tls
         self.ctx.log.debug(
-            "bound", jid=str(session.jid), mechanism=core.mechanism, tls=tls.version if tls else "none"
+            "bound",
+            jid=str(session.jid),
+            mechanism=conn.core.mechanism if conn.core is not None else "",
+            tls=tls.version if tls else "none",
         )
         return session.jid
 
@@ -572,7 +581,7 @@ class XMPPService:
             tls=direct_tls,
             cb_data=self.cb_data,
             lookup=self.storage.credential,
-            bind=lambda bare, resource: self._bind(conn, bare, resource, core),
+            bind=lambda bare, resource: self._bind(conn, bare, resource),
             resume=lambda bare, element: self._resume(conn, bare, element),
             throttle=self.throttle,
             secret=self.secret,

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import random
+import weakref
 from pathlib import Path
 
 import pytest
 from xmpp_helpers import HEADER, Client, RawClient, add_user, scram_client_proof, start_xmpp
 
+from appliances.xmpp.server import XMPPService
 from runtime import make_self_signed
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -408,3 +411,29 @@ async def test_a_flooding_client_is_read_at_its_rate_and_others_are_served(tmp_p
         assert 0 < answered < count
         flood.close()
         bob.close()
+
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
+    """No reference cycle outlives a connection (core callbacks, session,
+    parser handlers): its objects go when it ends, not at the next full
+    collection, which a busy server makes rare."""
+    async with start_xmpp(tmp_path) as app:
+        await add_user(app, "alice@localhost", "a")
+        service = app.ctx.service(XMPPService)
+        assert service is not None
+        gc.disable()
+        try:
+            raw = await RawClient.open(app.address())
+            await raw.login("alice", "a", "r")
+            session = service.im.sessions["alice@localhost"]["r"]
+            connection, parser = weakref.ref(session.sink), weakref.ref(session.sink.core.parser)  # type: ignore[attr-defined]
+            del session
+            await raw.send("</stream:stream>")
+            await raw.read_to_close()
+            for _ in range(100):  # bounded: the server ends the connection in a few turns
+                if "alice@localhost" not in service.im.sessions and connection() is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert connection() is None and parser() is None
+        finally:
+            gc.enable()
