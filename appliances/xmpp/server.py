@@ -282,7 +282,7 @@ class XMPPService:
                 listeners.append((await ctx.net.listen_tcp(address, limits=limits), False))
             for address in options.tls_listen:
                 try:
-                    listener = await ctx.net.listen_tcp(address, tls=self.tls, limits=limits)
+                    listener = await ctx.net.listen_tcp(address, tls=direct_tls(self.tls), limits=limits)
                 except ValueError as exc:
                     raise ConfigError(f"--tls-cert/--tls-key: {exc}", option="tls_cert") from None
                 listeners.append((listener, True))
@@ -334,7 +334,7 @@ class XMPPService:
         if config is None or config == self.tls:
             return
         for listener in self.tls_listeners:
-            listener.set_tls(config)
+            listener.set_tls(direct_tls(config))
         self.tls = config
         self.cb_data = tls_server_end_point(config.cert_pem)
         self.ctx.log.info("TLS certificate reloaded", sha256=certificate_fingerprint(config.cert_pem))
@@ -692,6 +692,11 @@ class XMPPService:
                 return
             if again:
                 conn.deliver(again)
+
+
+def direct_tls(config: TLSConfig) -> TLSConfig:
+    """Direct TLS (XEP-0368 §4) answers the ALPN protocol ``xmpp-client``."""
+    return TLSConfig(config.cert_pem, config.key_pem, alpn=("xmpp-client",))
 
 
 async def load_tls(ctx: Context, domain: str) -> TLSConfig:

@@ -132,6 +132,7 @@ async def test_scram_sha256_plus_by_hand(tmp_path: Path) -> None:
         assert b"SCRAM-SHA-256-PLUS" in features and b"starttls" not in features
         sslobj = raw.writer.get_extra_info("ssl_object")
         assert isinstance(sslobj, ssl.SSLObject)
+        assert sslobj.selected_alpn_protocol() == "xmpp-client"
         cert = sslobj.getpeercert(binary_form=True)
         assert cert is not None
         cb = hashlib.sha256(cert).digest()

@@ -127,6 +127,7 @@ class RawClient:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["xmpp-client"])  # XEP-0368 §4
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address.host, address.port, ssl=context), WAIT
         )
