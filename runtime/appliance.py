@@ -260,8 +260,17 @@ class Context:
     def stopping(self) -> bool:
         return self.lifecycle.stopping
 
-    async def wait_stopping(self) -> None:
-        await self.lifecycle.wait_stopping()
+    async def wait_stopping(self, timeout: float | None = None) -> bool:
+        """Until the appliance is stopping (True) or ``timeout`` seconds have
+        passed (False): a periodic task's pause that a stop cuts short."""
+        if timeout is None:
+            await self.lifecycle.wait_stopping()
+            return True
+        try:
+            await asyncio.wait_for(self.lifecycle.wait_stopping(), timeout)
+        except TimeoutError:
+            return self.lifecycle.stopping
+        return True
 
     def request_stop(self) -> None:
         self.lifecycle.request_stop()

@@ -343,12 +343,7 @@ class XMPPService:
         """Close the sessions of accounts deleted or given a new password,
         by a console command here or ``user ...`` from another process."""
         ctx = self.ctx
-        while not ctx.stopping:
-            try:
-                await asyncio.wait_for(ctx.wait_stopping(), CHANGES_POLL)
-                return
-            except TimeoutError:
-                pass
+        while not await ctx.wait_stopping(CHANGES_POLL):
             self.apply_account_changes()
 
     def apply_account_changes(self, keep: Session | None = None) -> None:
@@ -597,10 +592,7 @@ class XMPPService:
         budget = ReceiveBudget(options.receive_rate, last) if options.receive_rate else None
         while not conn.closing:
             if budget is not None and (wait := budget.spend(0, clock.monotonic())) > 0:
-                try:  # not read for a while (a stop ends the wait)
-                    await asyncio.wait_for(ctx.wait_stopping(), wait)
-                except TimeoutError:
-                    pass
+                await ctx.wait_stopping(wait)  # not read for a while (a stop ends the wait)
             try:
                 data = await stream.receive(RECEIVE_SIZE, timeout=tick)
             except TimeoutError:

@@ -77,3 +77,13 @@ async def test_stop_drains_in_flight_on_memory_target() -> None:
         clock.advance(5)
         assert await asyncio.wait_for(stream.receive(), 10) == b"done\n"
         assert await asyncio.wait_for(app.task, 10) == 0
+
+
+async def test_wait_stopping_with_a_timeout_says_whether_the_appliance_stops() -> None:
+    async with start_appliance(APPLIANCE, [], target="memory") as app:
+        assert await app.ctx.wait_stopping(0.01) is False
+        waiting = asyncio.ensure_future(app.ctx.wait_stopping(30))
+        await asyncio.sleep(0.01)
+        app.ctx.request_stop()
+        assert await asyncio.wait_for(waiting, 10) is True
+        assert await app.ctx.wait_stopping(0) is True
