@@ -14,17 +14,17 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
-import slixmpp
 from image_helpers import BOOT_TIMEOUT, booted, free_port, needs_qemu
 
+from runtime import Address
 from runtime.build import build
+from tests.xmpp.xmpp_helpers import Client
 
 pytestmark = [pytest.mark.slow, needs_qemu]
 
@@ -92,60 +92,26 @@ def known_host_fingerprint(keys: Path) -> str:
     return line.split()[1]
 
 
-class Client(slixmpp.ClientXMPP):
-    """A slixmpp client that accepts the appliance's self-signed certificate
-    and queues the messages it receives."""
-
-    def __init__(self, jid: str, password: str) -> None:
-        super().__init__(jid, password)
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.messages: asyncio.Queue[Any] = asyncio.Queue()
-        self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.add_event_handler("session_start", self._on_start)
-        self.add_event_handler("failed_all_auth", self._on_failed)
-        self.add_event_handler("message", self.messages.put_nowait)
-        self.register_plugin("xep_0199")
-        self.register_plugin("xep_0203")
-
-    async def _on_start(self, event: Any) -> None:
-        if not self.started.done():
-            self.started.set_result(True)
-
-    def _on_failed(self, event: Any) -> None:
-        if not self.started.done():
-            self.started.set_result(False)
-
-    async def login(self, port: int) -> bool:
-        self.connect("127.0.0.1", port)
-        ok = await asyncio.wait_for(self.started, WAIT)
-        if ok:
-            await asyncio.wait_for(self.get_roster(), WAIT)
-            self.send_presence()
-        return ok
-
-    async def ping(self) -> None:
-        await asyncio.wait_for(self.plugin["xep_0199"].ping("localhost", timeout=WAIT), WAIT)
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.disconnect(), WAIT)
+def client(jid: str, password: str) -> Client:
+    """The XMPP tests' slixmpp client, with waits long enough for a TCG guest."""
+    made = Client(jid, password, wait=WAIT)
+    made.register_plugin("xep_0203")
+    return made
 
 
 async def alice_writes_to_bob(port: int) -> None:
-    alice = Client("alice@localhost/host", "alice-pw")
-    assert await alice.login(port)
+    alice = client("alice@localhost/host", "alice-pw")
+    assert await alice.login(Address("127.0.0.1", port))
     alice.send_message(mto="bob@localhost", mbody=BODY, mtype="chat")
-    await alice.ping()  # answered after the message: the server has taken it
+    # answered after the message: the server has taken it
+    await asyncio.wait_for(alice.plugin["xep_0199"].ping("localhost", timeout=WAIT), WAIT)
     await alice.close()
 
 
 async def bob_reads(port: int) -> Any:
-    bob = Client("bob@localhost/host", "bob-pw")
-    assert await bob.login(port)
-    while True:
-        message = await asyncio.wait_for(bob.messages.get(), WAIT)
-        if message["body"] == BODY:
-            break
+    bob = client("bob@localhost/host", "bob-pw")
+    assert await bob.login(Address("127.0.0.1", port))
+    message = await bob.next_message(BODY)
     await bob.close()
     return message
 

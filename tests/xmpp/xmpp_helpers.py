@@ -57,8 +57,10 @@ class Client(slixmpp.ClientXMPP):
     """A slixmpp client that trusts the appliance's self-signed certificate
     (as a user who accepted it would) and records what it receives."""
 
-    def __init__(self, jid: str, password: str, **kwargs: Any) -> None:
+    def __init__(self, jid: str, password: str, *, wait: float = WAIT, **kwargs: Any) -> None:
         super().__init__(jid, password, **kwargs)
+        #: the bound on every wait (longer through an emulated VM)
+        self.wait = wait
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
@@ -90,24 +92,24 @@ class Client(slixmpp.ClientXMPP):
 
     async def login(self, address: Address, *, presence: bool = True) -> bool:
         self.connect(address.host, address.port)
-        ok = await asyncio.wait_for(self.started, WAIT)
+        ok = await asyncio.wait_for(self.started, self.wait)
         if ok and presence:
-            await asyncio.wait_for(self.get_roster(), WAIT)
+            await asyncio.wait_for(self.get_roster(), self.wait)
             self.send_presence()
         return bool(ok)
 
     async def close(self) -> None:
-        await asyncio.wait_for(self.disconnect(), WAIT)
+        await asyncio.wait_for(self.disconnect(), self.wait)
 
     async def next_message(self, body: str | None = None) -> Any:
         while True:
-            message = await asyncio.wait_for(self.messages.get(), WAIT)
+            message = await asyncio.wait_for(self.messages.get(), self.wait)
             if body is None or message["body"] == body:
                 return message
 
     async def presence_from(self, bare: str, kind: str = "available") -> Any:
         while True:
-            presence = await asyncio.wait_for(self.presences.get(), WAIT)
+            presence = await asyncio.wait_for(self.presences.get(), self.wait)
             if presence["from"].bare == bare and presence["type"] == kind:
                 return presence
 
