@@ -51,6 +51,7 @@ from runtime import (
     TLSConfig,
     certificate_fingerprint,
     check_tls,
+    format_address,
     make_self_signed,
     tls_server_end_point,
 )
@@ -398,10 +399,7 @@ class XMPPService:
                     "unacked": len(sm.unacked) if sm is not None else 0,
                 }
                 if isinstance(sink, Connection):
-                    peer = sink.stream.peer
-                    row["address"] = (
-                        f"[{peer.host}]:{peer.port}" if ":" in peer.host else f"{peer.host}:{peer.port}"
-                    )
+                    row["address"] = format_address(sink.stream.peer)
                     tls = sink.stream.tls
                     row["tls"] = tls.version if tls is not None else ""
                 rows.append(row)

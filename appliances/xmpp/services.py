@@ -27,8 +27,8 @@ from .jid import JID, JIDError
 from .pep import ACCOUNT_FEATURES as PEP_FEATURES
 from .pep import NS_PUBSUB, NS_PUBSUB_OWNER
 from .register import Registration
-from .stanzas import error_reply, iq_result
-from .xmlstream import Element, Stanza, StreamError, XMLStreamParser, serialize
+from .stanzas import error_reply, iq_result, parse_stanzas
+from .xmlstream import Element, serialize
 
 __all__ = ["FEATURES", "NS_DISCO_INFO", "NS_DISCO_ITEMS", "ServerServices", "caps_ver"]
 
@@ -293,11 +293,5 @@ class ServerServices:
 
 def _parse_one(data: bytes) -> Element | None:
     """An element we stored (serialized with its namespace declared)."""
-    try:
-        events = XMLStreamParser().feed(b"<v>" + data + b"</v>")
-    except StreamError:
-        return None
-    for event in events:
-        if isinstance(event, Stanza):
-            return event.element
-    return None
+    found = parse_stanzas(data)
+    return found[0] if found else None
