@@ -1,15 +1,18 @@
 """What every benchmark reads about the servers it runs: CPU time and memory
-of a process and its children (from /proc), and the machine it ran on."""
+of a process and its children (from /proc), and the machine it ran on; and
+the two chores around them: a free loopback port, a graceful stop."""
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "machine", "process_tree", "rss_bytes"]
+__all__ = ["cpu_seconds", "free_port", "machine", "process_tree", "rss_bytes", "stop"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -81,3 +84,32 @@ def machine(tools: Sequence[Sequence[str]] = ()) -> str:
         f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
         + "; ".join(versions)
     )
+
+
+def free_port(*, udp: bool = False) -> int:
+    """A loopback port free for TCP (and for UDP too, with ``udp``)."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            if not udp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
+                try:
+                    datagram.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise SystemExit("no free port")
+
+
+def stop(process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

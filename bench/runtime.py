@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from bench import procstats  # noqa: E402
 from bench.procstats import cpu_seconds  # noqa: E402
 
 MODES = ("udp-bare", "udp-device", "tcp-bare", "tcp-device", "tcp-callback")
@@ -178,17 +178,11 @@ async def tcp_load(port: int, seconds: float) -> int:
     return done
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def measure(mode: str, seconds: float) -> tuple[float, float]:
     """(requests/s, server CPU microseconds per request) for one server run."""
     import uvloop
 
-    port = free_port()
+    port = procstats.free_port()
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, __file__, "serve", mode, str(port)],
         stdout=subprocess.PIPE,

@@ -27,7 +27,6 @@ import random
 import re
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -51,21 +50,6 @@ QUERIES = 20_000
 DNSPERF_CLIENTS = 16
 DNSPERF_OUTSTANDING = 2000
 DNSPERF_THREADS = 1
-
-
-def free_port() -> int:
-    """TCP first, then the same port for UDP (busy hosts hold many TCP ports)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("no free port")
 
 
 def soa_query() -> bytes:
@@ -108,13 +92,7 @@ class Server:
         wait_answering(self.port, self.process, self.name)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        procstats.stop(self.process)
 
 
 def need(tool: str) -> str:
@@ -125,7 +103,7 @@ def need(tool: str) -> str:
 
 
 def ours(tmp: Path, zonefile: Path, *, wrapper: list[str] | None = None) -> Server:
-    port = free_port()
+    port = procstats.free_port(udp=True)
     command = [
         "taskset",
         "-c",
@@ -146,7 +124,7 @@ def ours(tmp: Path, zonefile: Path, *, wrapper: list[str] | None = None) -> Serv
 
 
 def nsd(tmp: Path, zonefile: Path) -> Server:
-    port = free_port()
+    port = procstats.free_port(udp=True)
     directory = tmp / f"nsd-{port}"
     directory.mkdir()
     conf = directory / "nsd.conf"
@@ -177,7 +155,7 @@ def nsd(tmp: Path, zonefile: Path) -> Server:
 
 
 def knot(tmp: Path, zonefile: Path) -> Server:
-    port = free_port()
+    port = procstats.free_port(udp=True)
     directory = tmp / f"knot-{port}"
     directory.mkdir()
     conf = directory / "knot.conf"

@@ -47,6 +47,7 @@ import dns.exception  # noqa: E402
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
+from bench import procstats  # noqa: E402
 from runtime.appliance import load  # noqa: E402
 from runtime.build import build  # noqa: E402
 from runtime.build.build import INITRD, KERNEL, MEMORY_MB, baked_data_dirs, kernel_cmdline  # noqa: E402
@@ -188,12 +189,6 @@ def boot_once(variant: Variant, workdir: Path, port: int, accel: str) -> dict[st
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -228,7 +223,7 @@ def main() -> None:
         for round_number in range(args.boots):
             for variant in variants:
                 stats = boot_once(variant, work / f"boot-{variant.appliance}-{variant.name}-{round_number}",
-                                  free_port(), args.accel)  # fmt: skip
+                                  procstats.free_port(udp=True), args.accel)  # fmt: skip
                 variant.boots.append(stats)
                 print(f"{variant.appliance}/{variant.name} boot {round_number + 1}: "
                       + " ".join(f"{k}={v:.2f}" for k, v in stats.items()), flush=True)  # fmt: skip

@@ -104,12 +104,6 @@ class Result:
         return self.requests_per_s * self.duration / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     for _ in range(200):
         if process.poll() is not None:
@@ -241,7 +235,7 @@ def servers(root: Path, tmp: Path) -> dict[str, Launcher]:
 
 
 def measure(name: str, launch: Launcher, args: argparse.Namespace) -> tuple[list[Result], str]:
-    port = free_port()
+    port = procstats.free_port()
     command, env = launch(port)
     full = ["taskset", "-c", SERVER_CPU, *command]
     process = subprocess.Popen(full, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -26,7 +26,6 @@ import hmac
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from appliances.xmpp.scram import DEFAULT_ITERATIONS
 from appliances.xmpp.storage import Storage
+from bench import procstats
 from bench.xmpp.client import SaltedPasswords
 from runtime.ambient import SystemRandom
 from runtime.store import open_sqlite_store
@@ -46,7 +46,6 @@ __all__ = [
     "DOMAIN",
     "Server",
     "accounts",
-    "free_port",
     "make_certificate",
     "ours",
     "ours_accounts",
@@ -90,12 +89,6 @@ VirtualHost "{domain}"
 def accounts(count: int) -> list[tuple[str, str]]:
     """(user, password) of the benchmark's accounts."""
     return [(f"u{i}", f"pw{i}") for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -208,13 +201,7 @@ class Server:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        procstats.stop(self.process)
 
 
 def ours(
@@ -226,7 +213,7 @@ def ours(
     pin: list[str] | None = None,
 ) -> Server:
     """Our appliance on a free loopback port, the store in ``directory/state``."""
-    port = free_port()
+    port = procstats.free_port()
     command = [
         *(pin or []),
         sys.executable,
@@ -258,7 +245,7 @@ def prosody(directory: Path, cert: Path, key: Path, *, pin: list[str] | None = N
     ``gc="generational"`` switches Lua 5.4's collector from Prosody's default
     (incremental) to generational mode."""
     binary = prosody_binary()
-    port = free_port()
+    port = procstats.free_port()
     (directory / "certs").mkdir(exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
     conf = directory / "prosody.cfg.lua"
